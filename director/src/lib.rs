@@ -1,0 +1,21 @@
+//! The dataplane core of an LVS-style director: packet rewrite for direct
+//! routing, IPIP tunnelling and NAT; the fourteen IPVS schedulers; and the
+//! connection table with IPVS's TCP states, timeouts and persistence.
+//!
+//! This crate does no I/O and reads no clock. Callers hand it frames as
+//! byte slices and the time as [`Millis`]; it hands back rewritten frames,
+//! verdicts and counters. That keeps every behaviour testable exactly and
+//! fast, and leaves sockets to the daemon's I/O module.
+
+#![deny(unsafe_code)]
+
+pub mod dest;
+pub mod sched;
+pub mod service;
+pub mod time;
+pub mod types;
+
+pub use dest::{ConnClass, Dest, Stats};
+pub use service::{Service, ServiceKey};
+pub use time::Millis;
+pub use types::{ForwardMethod, Protocol};
