@@ -9,7 +9,9 @@
 
 #![deny(unsafe_code)]
 
+pub mod conn;
 pub mod dest;
+pub mod forward;
 pub mod sched;
 pub mod service;
 pub mod time;

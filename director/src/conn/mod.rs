@@ -1,0 +1,1 @@
+//! The connection table (lands with the connection-table work).

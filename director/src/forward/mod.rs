@@ -1,0 +1,1 @@
+//! Packet classification and rewrite (lands with the forwarding work).
