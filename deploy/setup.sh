@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a fresh Debian machine.
+# Idempotent: only what is missing is installed, so it is cheap to re-run.
+set -euo pipefail
+
+# Debian packages the lab needs, by the command that proves each is there.
+# (The dataplane core needs none; the namespace lab adds iproute2 and
+# friends here.)
+declare -A PKG_FOR_CMD=()
+
+missing=()
+for cmd in "${!PKG_FOR_CMD[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG_FOR_CMD[$cmd]}")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Rust toolchain with the components the test command uses.
+for tool in cargo rustc cargo-fmt cargo-clippy; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "setup: $tool not found: install the Rust toolchain (rustup) with rustfmt and clippy" >&2
+        exit 1
+    fi
+done
+echo "setup: ok ($(cargo --version))"
