@@ -14,10 +14,12 @@ pub mod dest;
 pub mod forward;
 pub mod sched;
 pub mod service;
+pub mod service_table;
 pub mod time;
 pub mod types;
 
 pub use dest::{ConnClass, Dest, Stats};
-pub use service::{Service, ServiceKey};
+pub use service::{Persistence, Service, ServiceKey};
+pub use service_table::{DestSpec, ServiceSpec, ServiceTable, SpecError};
 pub use time::Millis;
 pub use types::{ForwardMethod, Protocol};

@@ -20,6 +20,86 @@ use crate::dest::Dest;
 use crate::time::Millis;
 use crate::types::Protocol;
 
+mod dh;
+mod fo;
+mod hash;
+mod lblc;
+mod lblcr;
+mod lc;
+mod locality;
+mod mh;
+mod nq;
+mod ovf;
+mod rr;
+mod sed;
+mod sh;
+mod twos;
+mod wlc;
+mod wrr;
+
+#[cfg(test)]
+mod testutil;
+
+pub use dh::Dh;
+pub use fo::Fo;
+pub use lblc::{DEFAULT_EXPIRATION, Lblc};
+pub use lblcr::Lblcr;
+pub use lc::Lc;
+pub use mh::{MH_TABLE_MAX, MH_TABLE_MIN, Mh};
+pub use nq::Nq;
+pub use ovf::Ovf;
+pub use rr::Rr;
+pub use sed::Sed;
+pub use sh::Sh;
+pub use twos::Twos;
+pub use wlc::Wlc;
+pub use wrr::Wrr;
+
+/// Why a scheduler could not be built from its options.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedError {
+    /// The Maglev lookup-table size is not a prime number; Maglev's
+    /// permutations only cover every slot when the size is prime.
+    #[error("mh table size {0} is not prime (use a prime such as 4093)")]
+    MhTableNotPrime(u32),
+    /// The Maglev lookup-table size is outside the range IPVS offers
+    /// (251 to 131071, `CONFIG_IP_VS_MH_TAB_INDEX` 8 to 17).
+    #[error("mh table size {size} is out of range {min}..={max}")]
+    MhTableSizeOutOfRange {
+        /// The size asked for.
+        size: u32,
+        /// Smallest size accepted.
+        min: u32,
+        /// Largest size accepted.
+        max: u32,
+    },
+}
+
+/// Build the scheduler `kind` for one virtual service.
+///
+/// `opts` matter to sh and mh (fallback, port, table size) and are ignored
+/// by the others. The new scheduler knows no real servers yet: call
+/// [`Scheduler::update`] with the service's servers before scheduling
+/// (table-driven schedulers also build their tables lazily on first use).
+pub fn new(kind: SchedulerKind, opts: SchedOptions) -> Result<Arc<dyn Scheduler>, SchedError> {
+    Ok(match kind {
+        SchedulerKind::Rr => Arc::new(Rr::new()),
+        SchedulerKind::Wrr => Arc::new(Wrr::new()),
+        SchedulerKind::Lc => Arc::new(Lc),
+        SchedulerKind::Wlc => Arc::new(Wlc),
+        SchedulerKind::Lblc => Arc::new(Lblc::new()),
+        SchedulerKind::Lblcr => Arc::new(Lblcr::new()),
+        SchedulerKind::Dh => Arc::new(Dh::new()),
+        SchedulerKind::Sh => Arc::new(Sh::new(opts)),
+        SchedulerKind::Sed => Arc::new(Sed),
+        SchedulerKind::Nq => Arc::new(Nq),
+        SchedulerKind::Fo => Arc::new(Fo),
+        SchedulerKind::Ovf => Arc::new(Ovf),
+        SchedulerKind::Mh => Arc::new(Mh::new(opts)?),
+        SchedulerKind::Twos => Arc::new(Twos),
+    })
+}
+
 /// What a scheduler knows about the new connection it places.
 #[derive(Debug, Clone, Copy)]
 pub struct SchedRequest {
@@ -168,7 +248,10 @@ impl std::str::FromStr for SchedulerKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown scheduler {s:?} (expected one of {})", names.join(", "))
+                format!(
+                    "unknown scheduler {s:?} (expected one of {})",
+                    names.join(", ")
+                )
             })
     }
 }
