@@ -4,9 +4,17 @@
 set -euo pipefail
 
 # Debian packages the lab needs, by the command that proves each is there.
-# (The dataplane core needs none; the namespace lab adds iproute2 and
-# friends here.)
-declare -A PKG_FOR_CMD=()
+# (The dataplane core needs none; the namespace lab in tests/ needs these.)
+declare -A PKG_FOR_CMD=(
+    [ip]=iproute2        # namespaces, veths, bridges, routes; `ss` for readiness
+    [ss]=iproute2
+    [curl]=curl          # the lab's kernel-TCP HTTP client
+    [nginx]=nginx        # real servers (Debian's nginx-light is now a shim over it)
+    [tcpdump]=tcpdump    # optional packet captures inside a namespace
+    [ethtool]=ethtool    # veth offloads off, so a userspace dataplane sees MTU-sized frames
+    [sha256sum]=coreutils
+    [sysctl]=procps      # per-namespace sysctls (ip_forward, arp_ignore, ...)
+)
 
 missing=()
 for cmd in "${!PKG_FOR_CMD[@]}"; do
