@@ -3,9 +3,10 @@
 //! thresholds, and the live connection counters that the schedulers weigh.
 //!
 //! Counters follow IPVS exactly (`ip_vs_bind_dest` / `ip_vs_unbind_dest`
-//! and the protocol state handlers): a connection is *active* while its TCP
-//! state is ESTABLISHED and *inactive* otherwise; persistence templates are
-//! counted apart. The overload flag is set when active + inactive reaches
+//! and the protocol state handlers): a TCP connection is *active* while its
+//! state is SYN_SENT, SYN_RECV, ESTABLISHED or SYNACK (the kernel's
+//! `tcp_state_active` table since 4.8) and *inactive* otherwise; a UDP flow
+//! is bound inactive and stays so; persistence templates are counted apart. The overload flag is set when active + inactive reaches
 //! the upper threshold and cleared when it falls below the lower threshold
 //! (or below 3/4 of the upper one when no lower threshold is set).
 //!
@@ -23,9 +24,10 @@ pub const MAX_WEIGHT: i32 = 65535;
 /// Which counter a connection is accounted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnClass {
-    /// An ESTABLISHED TCP connection, or any UDP flow.
+    /// A TCP connection in an active state (SYN_SENT, SYN_RECV,
+    /// ESTABLISHED, SYNACK).
     Active,
-    /// A TCP connection in any state other than ESTABLISHED.
+    /// A TCP connection in any other state, or a UDP flow.
     Inactive,
     /// A persistence template (not a connection; counted in `persist`).
     Template,
@@ -63,7 +65,13 @@ impl Stats {
 
     /// Reset all counters (ipvsadm `-Z`).
     pub fn zero(&self) {
-        for c in [&self.conns, &self.in_pkts, &self.out_pkts, &self.in_bytes, &self.out_bytes] {
+        for c in [
+            &self.conns,
+            &self.in_pkts,
+            &self.out_pkts,
+            &self.in_bytes,
+            &self.out_bytes,
+        ] {
             c.store(0, Relaxed);
         }
     }
@@ -163,7 +171,10 @@ impl Dest {
 
     /// `(upper, lower)` connection thresholds, 0 = none.
     pub fn thresholds(&self) -> (u32, u32) {
-        (self.u_threshold.load(Relaxed), self.l_threshold.load(Relaxed))
+        (
+            self.u_threshold.load(Relaxed),
+            self.l_threshold.load(Relaxed),
+        )
     }
 
     /// Change the thresholds. As IPVS does on edit, a raised or removed
@@ -178,13 +189,13 @@ impl Dest {
         }
     }
 
-    /// ESTABLISHED (TCP) or live (UDP) connections.
+    /// TCP connections in an active state.
     #[inline]
     pub fn active_conns(&self) -> u32 {
         self.active.load(Relaxed)
     }
 
-    /// TCP connections in any other state.
+    /// TCP connections in any other state, and UDP flows.
     #[inline]
     pub fn inactive_conns(&self) -> u32 {
         self.inactive.load(Relaxed)
@@ -262,7 +273,8 @@ impl Dest {
     }
 
     /// Move a connection between the active and inactive counters when its
-    /// state crosses ESTABLISHED (the TCP state handler's bookkeeping).
+    /// TCP state crosses the active/inactive line (the TCP state handler's
+    /// bookkeeping).
     pub fn reclass(&self, from: ConnClass, to: ConnClass) {
         if from == to {
             return;
@@ -311,7 +323,11 @@ mod tests {
     use super::*;
 
     fn dest() -> Dest {
-        Dest::new("10.0.0.1:80".parse().unwrap(), ForwardMethod::DirectRouting, 1)
+        Dest::new(
+            "10.0.0.1:80".parse().unwrap(),
+            ForwardMethod::DirectRouting,
+            1,
+        )
     }
 
     #[test]

@@ -28,14 +28,20 @@ impl Millis {
 impl Add<Duration> for Millis {
     type Output = Millis;
     fn add(self, d: Duration) -> Millis {
-        Millis(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Millis(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
 impl Sub<Duration> for Millis {
     type Output = Millis;
     fn sub(self, d: Duration) -> Millis {
-        Millis(self.0.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+        Millis(
+            self.0
+                .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -48,6 +54,9 @@ mod tests {
         assert_eq!(Millis(5) + Duration::from_millis(7), Millis(12));
         assert_eq!(Millis(5) - Duration::from_secs(1), Millis(0));
         assert_eq!(Millis(10).saturating_since(Millis(20)), Duration::ZERO);
-        assert_eq!(Millis(20).saturating_since(Millis(5)), Duration::from_millis(15));
+        assert_eq!(
+            Millis(20).saturating_since(Millis(5)),
+            Duration::from_millis(15)
+        );
     }
 }
