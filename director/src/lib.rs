@@ -10,8 +10,11 @@
 #![deny(unsafe_code)]
 
 pub mod conn;
+pub mod dataplane;
 pub mod dest;
 pub mod forward;
+pub mod io;
+pub mod realserver;
 pub mod sched;
 pub mod service;
 pub mod service_table;

@@ -1,0 +1,1 @@
+//! The packet path of one director, from frame in to frame out (lands next).

@@ -1,0 +1,1 @@
+//! Packet I/O on AF_PACKET (lands with the dataplane issue).

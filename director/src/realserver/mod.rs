@@ -1,0 +1,1 @@
+//! Real-server set-up for DR and TUN (lands with the dataplane issue).
