@@ -142,7 +142,7 @@ fn bench(c: &mut Criterion) {
                             real_server: rs[i],
                             client: client(i),
                         };
-                        black_box(t.process_reply(&key, TcpFlags::ACK, Millis(1), &mut |_| {}))
+                        black_box(t.process_reply(&key, TcpFlags::ACK, 60, Millis(1), &mut |_| {}))
                     })
                 });
                 g.finish();

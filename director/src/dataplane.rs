@@ -1,1 +1,345 @@
-//! The packet path of one director, from frame in to frame out (lands next).
+//! The packet path of one director, from a frame in to a verdict out.
+//!
+//! ```text
+//!  frame ─ ethertype/proto? ── not IPv4 TCP/UDP ──────────────→ NotOurs (ARP, VRRP, ...)
+//!     │
+//!  classify ── malformed ─────────────────────────────────────→ Drop(reason)
+//!     │
+//!  dst is a VIP:port? ── yes → conn table (hit, or schedule a new flow)
+//!     │                          → DR: MACs · TUN: outer IPv4 · NAT: DNAT
+//!     │
+//!     └─ no → NAT reply from RIP:rport? ── yes → SNAT back to VIP:vport
+//!                                       └─ no ─────────────────→ NotOurs
+//! ```
+//!
+//! [`Dataplane`] is shared by every worker: the service table is an
+//! immutable snapshot read through `ArcSwap` (no lock), the connection
+//! table is sharded. Each worker thread owns a [`Worker`] with its own
+//! small state (IP ID counter for tunnels, random bits for `twos`), so
+//! the path from frame to verdict takes no global lock. Nothing here does
+//! I/O or reads a clock: the driver passes `now` and sends what comes back.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::conn::{self, ConnEvent, ConnTable, Miss, ReplyKey, TableConfig};
+use crate::forward::{
+    self, DropCounters, DropReason, L4Csum, MacAddr, MacPair, OuterTtl, TunParams, Verdict,
+};
+use crate::service_table::{ServiceSpec, ServiceTable, SpecError};
+use crate::time::Millis;
+use crate::types::{ForwardMethod, Protocol};
+
+const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+const ETH_HEADER: usize = 14;
+
+/// Where the layer-2 next hop for an address is: the neighbour cache.
+///
+/// The daemon answers from its ARP cache (real servers on the same link,
+/// routers for TUN real servers and off-link clients); tests and benches use
+/// [`StaticNeighbours`]. `None` means "not resolved yet": the packet is
+/// dropped and counted as [`DropReason::NoNeighbour`], as the kernel would
+/// drop it after its ARP queue overflows.
+pub trait Neighbours {
+    /// The MAC address to send frames for `ip` to.
+    fn next_hop_mac(&self, ip: IpAddr) -> Option<MacAddr>;
+}
+
+/// A fixed neighbour table with an optional default gateway.
+#[derive(Debug, Clone, Default)]
+pub struct StaticNeighbours {
+    /// Directly reachable hosts.
+    pub hosts: HashMap<IpAddr, MacAddr>,
+    /// Where everything else goes.
+    pub gateway: Option<MacAddr>,
+}
+
+impl Neighbours for StaticNeighbours {
+    fn next_hop_mac(&self, ip: IpAddr) -> Option<MacAddr> {
+        self.hosts.get(&ip).copied().or(self.gateway)
+    }
+}
+
+/// How the director's data interface is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct DataplaneConfig {
+    /// The data interface's MAC: the source of every frame we send.
+    pub local_mac: MacAddr,
+    /// The director's own address: the outer source of IPIP tunnels.
+    pub local_ip: Ipv4Addr,
+    /// The interface MTU: tunnelled packets must fit it.
+    pub mtu: u16,
+    /// TTL of the outer tunnel header.
+    pub tun_ttl: OuterTtl,
+    /// Connection table sizing.
+    pub table: TableConfig,
+}
+
+impl DataplaneConfig {
+    /// Defaults for an interface with this MAC and address: MTU 1500,
+    /// outer TTL 64, a table of 2^20 entries.
+    pub fn new(local_mac: MacAddr, local_ip: Ipv4Addr) -> DataplaneConfig {
+        DataplaneConfig {
+            local_mac,
+            local_ip,
+            mtu: 1500,
+            tun_ttl: OuterTtl::default(),
+            table: TableConfig::default(),
+        }
+    }
+}
+
+/// What the driver does with a frame after [`Worker::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A virtual-service packet or a NAT reply: send, reply or drop as the
+    /// verdict says (drops are already counted).
+    Handled(Verdict),
+    /// Not for the dataplane (ARP, VRRP, traffic to the director itself):
+    /// hand it to the control path, or ignore it.
+    NotOurs,
+}
+
+/// State shared by every worker of one director.
+#[derive(Debug)]
+pub struct Dataplane {
+    services: ArcSwap<ServiceTable>,
+    /// Serialises configuration changes so that two concurrent edits cannot
+    /// both rebuild from the same old table and lose one of them.
+    config_lock: Mutex<()>,
+    conns: ConnTable,
+    drops: DropCounters,
+    cfg: DataplaneConfig,
+}
+
+impl Dataplane {
+    /// A dataplane with no services.
+    pub fn new(cfg: DataplaneConfig) -> Dataplane {
+        Dataplane {
+            services: ArcSwap::from_pointee(ServiceTable::empty()),
+            config_lock: Mutex::new(()),
+            conns: ConnTable::new(cfg.table),
+            drops: DropCounters::new(),
+            cfg,
+        }
+    }
+
+    /// Replace the service configuration with `specs`, all or nothing.
+    /// Running counters, scheduler state and connections are kept for
+    /// services and real servers that still exist. Returns the new version.
+    pub fn apply(&self, specs: &[ServiceSpec]) -> Result<u64, SpecError> {
+        let _guard = self
+            .config_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = self.services.load().rebuild(specs)?;
+        let version = next.version();
+        self.services.store(Arc::new(next));
+        Ok(version)
+    }
+
+    /// The current service table.
+    pub fn services(&self) -> Arc<ServiceTable> {
+        self.services.load_full()
+    }
+
+    /// The connection table.
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// Frames dropped, by reason.
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    /// The interface configuration.
+    pub fn config(&self) -> &DataplaneConfig {
+        &self.cfg
+    }
+}
+
+/// One worker thread's view of the dataplane.
+#[derive(Debug)]
+pub struct Worker {
+    dp: Arc<Dataplane>,
+    /// IPv4 ID of the next tunnel header. Per worker, seeded apart, so
+    /// workers never contend on it.
+    ip_id: u16,
+    /// xorshift64* state for the random bits schedulers may use.
+    rng: u64,
+}
+
+impl Worker {
+    /// A worker; give each one a different `seed`.
+    pub fn new(dp: Arc<Dataplane>, seed: u64) -> Worker {
+        Worker {
+            dp,
+            ip_id: (seed as u16).wrapping_mul(0x9e37),
+            rng: seed | 1,
+        }
+    }
+
+    /// The shared dataplane.
+    pub fn dataplane(&self) -> &Arc<Dataplane> {
+        &self.dp
+    }
+
+    fn entropy(&mut self) -> u64 {
+        // xorshift64*: plenty for spreading `twos` picks; never a secret.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Handle one received frame, rewriting it in place. `csum` says
+    /// whether its L4 checksum can be verified (the I/O layer knows when a
+    /// veth handed over a packet with a partial checksum). Connection-table
+    /// changes go to `on_event` (for sync).
+    pub fn process(
+        &mut self,
+        now: Millis,
+        frame: &mut [u8],
+        csum: L4Csum,
+        neighbours: &impl Neighbours,
+        on_event: &mut impl FnMut(ConnEvent),
+    ) -> Action {
+        if !is_ipv4_tcp_or_udp(frame) {
+            return Action::NotOurs;
+        }
+        let dp = Arc::clone(&self.dp);
+        let verdict = match forward::classify(frame, csum) {
+            Err(reason) => Verdict::Drop(reason),
+            Ok(pkt) => {
+                let services = dp.services.load();
+                let dst = SocketAddr::new(pkt.dst, pkt.dst_port);
+                // A port-0 service takes every port of its VIP.
+                let svc = services
+                    .get(pkt.protocol, dst)
+                    .or_else(|| services.get(pkt.protocol, SocketAddr::new(pkt.dst, 0)));
+                match svc {
+                    Some(svc) => self.inbound(now, frame, &pkt, svc, neighbours, on_event),
+                    None => match self.nat_reply(now, frame, &pkt, &services, neighbours, on_event)
+                    {
+                        Some(v) => v,
+                        None => return Action::NotOurs,
+                    },
+                }
+            }
+        };
+        Action::Handled(verdict.counted(&dp.drops))
+    }
+
+    /// A packet from a client to a virtual service.
+    fn inbound(
+        &mut self,
+        now: Millis,
+        frame: &mut [u8],
+        pkt: &forward::Packet,
+        svc: &crate::Service,
+        neighbours: &impl Neighbours,
+        on_event: &mut impl FnMut(ConnEvent),
+    ) -> Verdict {
+        let len = usize::from(pkt.ip_len);
+        let cpkt = conn::Packet {
+            protocol: pkt.protocol,
+            client: SocketAddr::new(pkt.src, pkt.src_port),
+            vip: SocketAddr::new(pkt.dst, pkt.dst_port),
+            tcp_flags: pkt.tcp_flags,
+            len: 0,
+        }
+        .with_len(len);
+        let entropy = self.entropy();
+        let out = match self.dp.conns.process_in(svc, &cpkt, now, entropy, on_event) {
+            Ok(out) => out,
+            Err(miss) => return Verdict::Drop(miss_reason(miss)),
+        };
+        svc.stats.count_in(len);
+        let rs = out.real_server;
+        let Some(next_hop) = neighbours.next_hop_mac(rs.ip()) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        let macs = MacPair {
+            src: self.dp.cfg.local_mac,
+            dst: next_hop,
+        };
+        match out.method {
+            ForwardMethod::DirectRouting => forward::dr::rewrite(frame, pkt, macs),
+            ForwardMethod::Tunnel => {
+                let params = TunParams {
+                    local: self.dp.cfg.local_ip,
+                    macs,
+                    mtu: self.dp.cfg.mtu,
+                    ttl: self.dp.cfg.tun_ttl,
+                };
+                self.ip_id = self.ip_id.wrapping_add(1);
+                forward::tun::encapsulate(frame, pkt, rs.ip(), &params, self.ip_id)
+            }
+            ForwardMethod::Masquerade => forward::nat::rewrite_in(frame, pkt, rs, macs),
+        }
+    }
+
+    /// A packet that is not to a VIP: a NAT reply from a real server, or
+    /// `None` when it is nobody's business of ours.
+    fn nat_reply(
+        &mut self,
+        now: Millis,
+        frame: &mut [u8],
+        pkt: &forward::Packet,
+        services: &ServiceTable,
+        neighbours: &impl Neighbours,
+        on_event: &mut impl FnMut(ConnEvent),
+    ) -> Option<Verdict> {
+        let key = ReplyKey {
+            protocol: pkt.protocol,
+            real_server: SocketAddr::new(pkt.src, pkt.src_port),
+            client: SocketAddr::new(pkt.dst, pkt.dst_port),
+        };
+        let len = usize::from(pkt.ip_len);
+        let out = self
+            .dp
+            .conns
+            .process_reply(&key, pkt.tcp_flags, len, now, on_event)
+            .ok()?;
+        if let Some(svc) = services.get(pkt.protocol, out.vip) {
+            svc.stats.count_out(len);
+        }
+        let Some(next_hop) = neighbours.next_hop_mac(pkt.dst) else {
+            return Some(Verdict::Drop(DropReason::NoNeighbour));
+        };
+        let macs = MacPair {
+            src: self.dp.cfg.local_mac,
+            dst: next_hop,
+        };
+        Some(forward::nat::rewrite_out(frame, pkt, out.vip, macs))
+    }
+}
+
+/// IPv4 carrying TCP or UDP: the only frames the dataplane balances. The
+/// rest (ARP, VRRP, ICMP to the director) belongs to other handlers and is
+/// neither forwarded nor counted as a drop here.
+fn is_ipv4_tcp_or_udp(frame: &[u8]) -> bool {
+    frame.len() > ETH_HEADER + 9
+        && frame[12..14] == ETHERTYPE_IPV4
+        && Protocol::from_number(frame[ETH_HEADER + 9]).is_some()
+}
+
+/// The drop reason a connection-table miss is counted under.
+fn miss_reason(miss: Miss) -> DropReason {
+    match miss {
+        Miss::NoConnection => DropReason::NoConnection,
+        Miss::TableFull => DropReason::ConnTableFull,
+        // Port-zero services without persistence are refused by the
+        // configuration, and the service lookup matched the packet, so
+        // these two only arise if no real server can take the flow.
+        Miss::NoDestAvailable | Miss::NotThisService | Miss::PortZeroWithoutPersistence => {
+            DropReason::NoDestAvailable
+        }
+    }
+}

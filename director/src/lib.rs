@@ -25,4 +25,4 @@ pub use dest::{ConnClass, Dest, Stats};
 pub use service::{Persistence, Service, ServiceKey};
 pub use service_table::{DestSpec, ServiceSpec, ServiceTable, SpecError};
 pub use time::Millis;
-pub use types::{ForwardMethod, Protocol};
+pub use types::{ForwardMethod, Protocol, TcpFlags};

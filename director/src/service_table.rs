@@ -126,6 +126,17 @@ pub enum SpecError {
         /// Prefix length given.
         prefix: u8,
     },
+    /// Port 0 (every port) without persistence: IPVS refuses it, since
+    /// the connections of one client would spread across real servers.
+    #[error(
+        "virtual service {protocol} {vip}: port 0 (all ports) needs persistence (-p), as in IPVS"
+    )]
+    AllPortsNeedPersistence {
+        /// Protocol.
+        protocol: Protocol,
+        /// VIP and port.
+        vip: SocketAddr,
+    },
     /// Persistence timeout of zero.
     #[error("virtual service {vip}: persistence timeout must be at least 1 s")]
     ZeroPersistence {
@@ -147,6 +158,9 @@ impl ServiceSpec {
     /// the set (duplicates).
     pub fn validate(&self) -> Result<(), SpecError> {
         let ServiceKey { protocol, vip } = self.key;
+        if vip.port() == 0 && self.persistence.is_none() {
+            return Err(SpecError::AllPortsNeedPersistence { protocol, vip });
+        }
         if let Some(p) = self.persistence {
             let max = if vip.is_ipv4() { 32 } else { 128 };
             if p.netmask_prefix > max {

@@ -1,6 +1,7 @@
 //! Small vocabulary shared by every part of the dataplane.
 
 use std::fmt;
+use std::ops::BitOr;
 use std::str::FromStr;
 
 /// Transport protocol of a virtual service (ipvsadm `-t` / `-u`).
@@ -94,5 +95,88 @@ impl fmt::Display for ForwardMethod {
             ForwardMethod::Tunnel => "tun",
             ForwardMethod::Masquerade => "nat",
         })
+    }
+}
+
+/// TCP control bits (byte 13 of the TCP header); empty for UDP.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No flag.
+    pub const NONE: TcpFlags = TcpFlags(0);
+    /// No more data from sender.
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    /// Synchronise sequence numbers.
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    /// Reset the connection.
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    /// Push function (ignored by the state machine).
+    pub const PSH: TcpFlags = TcpFlags(0x08);
+    /// Acknowledgment field significant.
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// Urgent pointer field significant.
+    pub const URG: TcpFlags = TcpFlags(0x20);
+    /// ECN echo (RFC 3168).
+    pub const ECE: TcpFlags = TcpFlags(0x40);
+    /// Congestion window reduced (RFC 3168).
+    pub const CWR: TcpFlags = TcpFlags(0x80);
+
+    /// Whether every flag of `other` is set.
+    #[inline]
+    pub fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// SYN set.
+    #[inline]
+    pub fn syn(self) -> bool {
+        self.contains(TcpFlags::SYN)
+    }
+    /// ACK set.
+    #[inline]
+    pub fn ack(self) -> bool {
+        self.contains(TcpFlags::ACK)
+    }
+    /// FIN set.
+    #[inline]
+    pub fn fin(self) -> bool {
+        self.contains(TcpFlags::FIN)
+    }
+    /// RST set.
+    #[inline]
+    pub fn rst(self) -> bool {
+        self.contains(TcpFlags::RST)
+    }
+}
+
+impl BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(TcpFlags, &str); 8] = [
+            (TcpFlags::CWR, "CWR"),
+            (TcpFlags::ECE, "ECE"),
+            (TcpFlags::URG, "URG"),
+            (TcpFlags::ACK, "ACK"),
+            (TcpFlags::PSH, "PSH"),
+            (TcpFlags::RST, "RST"),
+            (TcpFlags::SYN, "SYN"),
+            (TcpFlags::FIN, "FIN"),
+        ];
+        let names: Vec<&str> = NAMES
+            .iter()
+            .filter(|(bit, _)| self.contains(*bit))
+            .map(|(_, n)| *n)
+            .collect();
+        if names.is_empty() {
+            f.write_str("-")
+        } else {
+            f.write_str(&names.join("|"))
+        }
     }
 }

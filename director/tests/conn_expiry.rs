@@ -184,7 +184,13 @@ fn nat_replies_are_found_by_real_server_and_client() {
             client: sa(client),
         };
         let out = t
-            .process_reply(&key, TcpFlags::SYN | TcpFlags::ACK, Millis(1), &mut |_| {})
+            .process_reply(
+                &key,
+                TcpFlags::SYN | TcpFlags::ACK,
+                60,
+                Millis(1),
+                &mut |_| {},
+            )
             .unwrap();
         assert_eq!(out.vip, sa(VIP), "the reply is rewritten from the VIP");
         let wrong = ReplyKey {
@@ -192,7 +198,7 @@ fn nat_replies_are_found_by_real_server_and_client() {
             ..key
         };
         assert_eq!(
-            t.process_reply(&wrong, TcpFlags::ACK, Millis(1), &mut |_| {}),
+            t.process_reply(&wrong, TcpFlags::ACK, 60, Millis(1), &mut |_| {}),
             Err(Miss::NoConnection)
         );
     }

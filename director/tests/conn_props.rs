@@ -79,6 +79,7 @@ fn run(ops: Vec<Op>, method: ForwardMethod, protocol: Protocol, persistent: bool
                     client: client(c, port),
                     vip: sa(VIP),
                     tcp_flags: FLAG_SETS[usize::from(flags)],
+                    len: 60,
                 };
                 let _ = t.process_in(&svc, &pkt, now, u64::from(c), &mut |_| {});
             }
@@ -95,8 +96,13 @@ fn run(ops: Vec<Op>, method: ForwardMethod, protocol: Protocol, persistent: bool
                         real_server: rec.real_server,
                         client: client(c, port),
                     };
-                    let _ =
-                        t.process_reply(&reply, FLAG_SETS[usize::from(flags)], now, &mut |_| {});
+                    let _ = t.process_reply(
+                        &reply,
+                        FLAG_SETS[usize::from(flags)],
+                        60,
+                        now,
+                        &mut |_| {},
+                    );
                 }
             }
             Op::Advance(ms) => now = Millis(now.0 + u64::from(ms)),

@@ -67,7 +67,7 @@ impl<'a> Flow<'a> {
         };
         let events = &mut self.events;
         self.table
-            .process_reply(&key, flags, self.now, &mut |e| events.push(e))
+            .process_reply(&key, flags, 60, self.now, &mut |e| events.push(e))
             .map(|o| o.state)
     }
 
@@ -235,7 +235,7 @@ fn dr_without_output_stays_on_input_only_and_a_reply_switches_tables() {
         client: sa(f.client),
     };
     assert_eq!(
-        t.process_reply(&key, ACK, f.now, &mut |_| {}),
+        t.process_reply(&key, ACK, 60, f.now, &mut |_| {}),
         Err(Miss::NoConnection),
         "only NAT connections are in the reply index"
     );

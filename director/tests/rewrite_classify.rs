@@ -239,7 +239,7 @@ fn accepted_tcp_syn_data_and_udp() {
     assert_eq!(p.src, IpAddr::V4(Ipv4Addr::from(CLIENT)));
     assert_eq!(p.dst, IpAddr::V4(Ipv4Addr::from(VIP)));
     assert_eq!((p.src_port, p.dst_port), (40000, 80));
-    assert_eq!(p.tcp_flags, TcpFlags(TcpFlags::SYN));
+    assert_eq!(p.tcp_flags, TcpFlags::SYN);
     assert!(p.tcp_flags.syn() && !p.tcp_flags.ack());
     assert_eq!(
         (p.l3_offset, p.l4_offset, p.ip_len, p.l4_len),
@@ -251,7 +251,7 @@ fn accepted_tcp_syn_data_and_udp() {
     assert_eq!(format!("{:?}", p.tcp_flags), "SYN");
 
     let p = classify(&Spec::data(8099, 100).build(), L4Csum::Verify).unwrap();
-    assert_eq!(p.tcp_flags, TcpFlags(TcpFlags::ACK | TcpFlags::PSH));
+    assert_eq!(p.tcp_flags, TcpFlags::ACK | TcpFlags::PSH);
     assert_eq!(format!("{:?}", p.tcp_flags), "ACK|PSH");
     assert_eq!((p.ip_len, p.l4_len), (140, 120));
 

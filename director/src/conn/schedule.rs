@@ -59,6 +59,8 @@ pub struct Packet {
     pub vip: SocketAddr,
     /// TCP flags ([`TcpFlags::NONE`] for UDP).
     pub tcp_flags: TcpFlags,
+    /// Bytes of the IP packet, for the real server's traffic counters.
+    pub len: u32,
 }
 
 impl Packet {
@@ -69,6 +71,7 @@ impl Packet {
             client,
             vip,
             tcp_flags: flags,
+            len: 0,
         }
     }
 
@@ -79,7 +82,14 @@ impl Packet {
             client,
             vip,
             tcp_flags: TcpFlags::NONE,
+            len: 0,
         }
+    }
+
+    /// The same packet, `len` bytes long (IP header included).
+    pub fn with_len(mut self, len: usize) -> Packet {
+        self.len = u32::try_from(len).unwrap_or(u32::MAX);
+        self
     }
 
     /// The connection this packet belongs to.
@@ -158,6 +168,7 @@ impl ConnTable {
                 && !(syn && reusable(e))
             {
                 let change = self.touch(e, Direction::Input, pkt.tcp_flags, now);
+                e.dest.stats.count_in(pkt.len as usize);
                 let out = outcome(e, false);
                 drop(g);
                 self.report_change(pkt, change, on_event);
@@ -216,6 +227,7 @@ impl ConnTable {
                     Some(e) if e.is_live(now) && !(syn && reusable(e)) => {
                         // Another worker created this flow first: join it.
                         let change = self.touch(e, Direction::Input, pkt.tcp_flags, now);
+                        e.dest.stats.count_in(pkt.len as usize);
                         raced = Some((outcome(e, false), change));
                     }
                     _ => {
@@ -233,6 +245,7 @@ impl ConnTable {
                 drop(g);
                 svc.stats.conns.fetch_add(1, Relaxed);
                 dest.stats.conns.fetch_add(1, Relaxed);
+                dest.stats.count_in(pkt.len as usize);
                 if let Some((old, old_link)) = replaced {
                     if let Some(l) = old_link {
                         self.release_link(l);

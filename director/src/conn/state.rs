@@ -22,7 +22,8 @@
 //! inactive (see [`ConnState::Udp`]).
 
 use std::fmt;
-use std::ops::BitOr;
+
+pub use crate::types::TcpFlags;
 
 /// IPVS TCP connection states (`IP_VS_TCP_S_*`), in the kernel's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,50 +152,6 @@ impl ConnState {
 impl fmt::Display for ConnState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// TCP header flags, with the header's bit values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// No flag.
-    pub const NONE: TcpFlags = TcpFlags(0);
-    /// FIN.
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    /// SYN.
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    /// RST.
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    /// PSH (ignored by the state machine).
-    pub const PSH: TcpFlags = TcpFlags(0x08);
-    /// ACK.
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-
-    /// Whether every flag of `other` is set.
-    #[inline]
-    pub fn contains(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// SYN set.
-    #[inline]
-    pub fn syn(self) -> bool {
-        self.contains(TcpFlags::SYN)
-    }
-
-    /// RST set.
-    #[inline]
-    pub fn rst(self) -> bool {
-        self.contains(TcpFlags::RST)
-    }
-}
-
-impl BitOr for TcpFlags {
-    type Output = TcpFlags;
-    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | rhs.0)
     }
 }
 

@@ -665,13 +665,15 @@ impl ConnTable {
         e.is_live(now).then(|| e.to_record(now))
     }
 
-    /// A NAT reply from the real server: find its connection through the
-    /// reply index, apply the OUTPUT transition (which also clears
-    /// NOOUTPUT) and re-arm its timer. State changes go to `on_event`.
+    /// A NAT reply from the real server (`len` bytes of IP packet): find
+    /// its connection through the reply index, apply the OUTPUT transition
+    /// (which also clears NOOUTPUT), re-arm its timer and count the bytes
+    /// out on the real server. State changes go to `on_event`.
     pub fn process_reply(
         &self,
         key: &ReplyKey,
         flags: TcpFlags,
+        len: usize,
         now: Millis,
         on_event: &mut impl FnMut(ConnEvent),
     ) -> Result<ReplyOutcome, Miss> {
@@ -694,6 +696,7 @@ impl ConnTable {
                 .filter(|e| e.is_live(now))
                 .ok_or(Miss::NoConnection)?;
             let change = self.touch(e, Direction::Output, flags, now);
+            e.dest.stats.count_out(len);
             let vip = e.key.vip();
             (
                 ReplyOutcome {

@@ -73,11 +73,25 @@ pub enum DropReason {
     /// The director does not fragment, so it is dropped.
     #[error("tunnel packet too big, DF clear (not fragmented)")]
     TooBigNoDf,
+    /// No connection entry, and the packet cannot start one (TCP without
+    /// SYN, or a NAT reply with no entry). After a failover without
+    /// connection sync, every established flow lands here.
+    #[error("no connection for a mid-flow packet")]
+    NoConnection,
+    /// The scheduler found no real server: all quiesced or overloaded.
+    #[error("no destination available")]
+    NoDestAvailable,
+    /// The connection table is at its bound (SYN-flood protection).
+    #[error("connection table full")]
+    ConnTableFull,
+    /// The next hop's MAC address is not known yet.
+    #[error("next-hop MAC address unknown")]
+    NoNeighbour,
 }
 
 impl DropReason {
     /// Number of reasons (size of [`DropCounters`]).
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 19;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -96,6 +110,10 @@ impl DropReason {
         DropReason::TtlExceeded,
         DropReason::FragNeeded,
         DropReason::TooBigNoDf,
+        DropReason::NoConnection,
+        DropReason::NoDestAvailable,
+        DropReason::ConnTableFull,
+        DropReason::NoNeighbour,
     ];
 
     /// A stable snake_case name, usable as a metrics label. Never changes
@@ -117,6 +135,10 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::FragNeeded => "frag_needed",
             DropReason::TooBigNoDf => "too_big_no_df",
+            DropReason::NoConnection => "no_connection",
+            DropReason::NoDestAvailable => "no_dest_available",
+            DropReason::ConnTableFull => "conn_table_full",
+            DropReason::NoNeighbour => "no_neighbour",
         }
     }
 
@@ -129,7 +151,7 @@ impl DropReason {
 }
 
 // A variant added without growing COUNT/ALL would index past the counters.
-const _: () = assert!(DropReason::TooBigNoDf as usize + 1 == DropReason::COUNT);
+const _: () = assert!(DropReason::NoNeighbour as usize + 1 == DropReason::COUNT);
 
 /// One relaxed atomic counter per [`DropReason`], shared by all workers.
 pub struct DropCounters {

@@ -59,7 +59,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 
-use std::fmt;
+pub use crate::types::TcpFlags;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::checksum::{checksum, get16, l4_checksum_v4, put16};
@@ -120,84 +120,6 @@ pub enum L4Csum {
     /// verified; the rewrites complete the checksum in software first (see
     /// [`complete_partial_checksum`]) so the frame leaves correct.
     Partial,
-}
-
-/// TCP control bits (byte 13 of the TCP header); 0 for UDP.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// No more data from sender.
-    pub const FIN: u8 = 0x01;
-    /// Synchronise sequence numbers.
-    pub const SYN: u8 = 0x02;
-    /// Reset the connection.
-    pub const RST: u8 = 0x04;
-    /// Push function.
-    pub const PSH: u8 = 0x08;
-    /// Acknowledgment field significant.
-    pub const ACK: u8 = 0x10;
-    /// Urgent pointer field significant.
-    pub const URG: u8 = 0x20;
-    /// ECN echo (RFC 3168).
-    pub const ECE: u8 = 0x40;
-    /// Congestion window reduced (RFC 3168).
-    pub const CWR: u8 = 0x80;
-
-    /// All bits of `mask` are set.
-    #[inline]
-    pub fn has(self, mask: u8) -> bool {
-        self.0 & mask == mask
-    }
-    /// SYN set.
-    #[inline]
-    pub fn syn(self) -> bool {
-        self.has(Self::SYN)
-    }
-    /// ACK set.
-    #[inline]
-    pub fn ack(self) -> bool {
-        self.has(Self::ACK)
-    }
-    /// FIN set.
-    #[inline]
-    pub fn fin(self) -> bool {
-        self.has(Self::FIN)
-    }
-    /// RST set.
-    #[inline]
-    pub fn rst(self) -> bool {
-        self.has(Self::RST)
-    }
-}
-
-impl fmt::Debug for TcpFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(u8, &str); 8] = [
-            (TcpFlags::CWR, "CWR"),
-            (TcpFlags::ECE, "ECE"),
-            (TcpFlags::URG, "URG"),
-            (TcpFlags::ACK, "ACK"),
-            (TcpFlags::PSH, "PSH"),
-            (TcpFlags::RST, "RST"),
-            (TcpFlags::SYN, "SYN"),
-            (TcpFlags::FIN, "FIN"),
-        ];
-        let mut first = true;
-        for (bit, name) in NAMES {
-            if self.0 & bit != 0 {
-                if !first {
-                    f.write_str("|")?;
-                }
-                f.write_str(name)?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("-")?;
-        }
-        Ok(())
-    }
 }
 
 /// What classification learned about a valid IPv4 TCP/UDP frame.
