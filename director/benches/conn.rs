@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use director::conn::{ConnTable, Packet, ReplyKey, TableConfig, TcpFlags};
+use director::dest::StatSlot;
 use director::sched::{SchedRequest, Scheduler, SchedulerKind};
 use director::service::{Service, ServiceKey};
 use director::{Dest, ForwardMethod, Millis, Protocol, Stats};
@@ -142,7 +143,14 @@ fn bench(c: &mut Criterion) {
                             real_server: rs[i],
                             client: client(i),
                         };
-                        black_box(t.process_reply(&key, TcpFlags::ACK, 60, Millis(1), &mut |_| {}))
+                        black_box(t.process_reply(
+                            &key,
+                            TcpFlags::ACK,
+                            60,
+                            StatSlot::FIRST,
+                            Millis(1),
+                            &mut |_| {},
+                        ))
                     })
                 });
                 g.finish();

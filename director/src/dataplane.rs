@@ -21,11 +21,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
 use crate::conn::{self, ConnEvent, ConnTable, Miss, ReplyKey, TableConfig};
+use crate::dest::{STAT_SLOTS, StatSlot};
 use crate::forward::{
     self, DropCounters, DropReason, L4Csum, MacAddr, MacPair, OuterTtl, TunParams, Verdict,
 };
@@ -107,6 +109,12 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Dataplane {
     services: ArcSwap<ServiceTable>,
+    /// Version of `services`, bumped after each store: workers keep their
+    /// own `Arc` of the table and reload it only when this moves, so the
+    /// packet path pays one relaxed load instead of an `ArcSwap` guard.
+    services_version: AtomicU64,
+    /// Counter slots not held by a worker.
+    free_slots: Mutex<Vec<StatSlot>>,
     /// Serialises configuration changes so that two concurrent edits cannot
     /// both rebuild from the same old table and lose one of them.
     config_lock: Mutex<()>,
@@ -120,6 +128,8 @@ impl Dataplane {
     pub fn new(cfg: DataplaneConfig) -> Dataplane {
         Dataplane {
             services: ArcSwap::from_pointee(ServiceTable::empty()),
+            services_version: AtomicU64::new(0),
+            free_slots: Mutex::new((0..STAT_SLOTS).rev().filter_map(StatSlot::new).collect()),
             config_lock: Mutex::new(()),
             conns: ConnTable::new(cfg.table),
             drops: DropCounters::new(),
@@ -138,6 +148,7 @@ impl Dataplane {
         let next = self.services.load().rebuild(specs)?;
         let version = next.version();
         self.services.store(Arc::new(next));
+        self.services_version.store(version, Ordering::Release);
         Ok(version)
     }
 
@@ -166,6 +177,32 @@ impl Dataplane {
 #[derive(Debug)]
 pub struct Worker {
     dp: Arc<Dataplane>,
+    /// This worker's copy of the service table and its version.
+    services: Arc<ServiceTable>,
+    services_version: u64,
+    /// This worker's traffic-counter slot, returned on drop.
+    slot: StatSlot,
+    local: Local,
+}
+
+/// More workers than [`STAT_SLOTS`] at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("at most {STAT_SLOTS} dataplane workers can run at once")]
+pub struct TooManyWorkers;
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.dp
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.slot);
+    }
+}
+
+/// A worker's private counters.
+#[derive(Debug)]
+struct Local {
     /// IPv4 ID of the next tunnel header. Per worker, seeded apart, so
     /// workers never contend on it.
     ip_id: u16,
@@ -173,21 +210,7 @@ pub struct Worker {
     rng: u64,
 }
 
-impl Worker {
-    /// A worker; give each one a different `seed`.
-    pub fn new(dp: Arc<Dataplane>, seed: u64) -> Worker {
-        Worker {
-            dp,
-            ip_id: (seed as u16).wrapping_mul(0x9e37),
-            rng: seed | 1,
-        }
-    }
-
-    /// The shared dataplane.
-    pub fn dataplane(&self) -> &Arc<Dataplane> {
-        &self.dp
-    }
-
+impl Local {
     fn entropy(&mut self) -> u64 {
         // xorshift64*: plenty for spreading `twos` picks; never a secret.
         let mut x = self.rng;
@@ -196,6 +219,40 @@ impl Worker {
         x ^= x >> 27;
         self.rng = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn next_ip_id(&mut self) -> u16 {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.ip_id
+    }
+}
+
+impl Worker {
+    /// A worker, with a traffic-counter slot of its own; give each one a
+    /// different `seed`.
+    pub fn new(dp: Arc<Dataplane>, seed: u64) -> Result<Worker, TooManyWorkers> {
+        let slot = dp
+            .free_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .ok_or(TooManyWorkers)?;
+        let services_version = dp.services_version.load(Ordering::Acquire);
+        Ok(Worker {
+            slot,
+            services: dp.services.load_full(),
+            services_version,
+            dp,
+            local: Local {
+                ip_id: (seed as u16).wrapping_mul(0x9e37),
+                rng: seed | 1,
+            },
+        })
+    }
+
+    /// The shared dataplane.
+    pub fn dataplane(&self) -> &Arc<Dataplane> {
+        &self.dp
     }
 
     /// Handle one received frame, rewriting it in place. `csum` says
@@ -213,39 +270,72 @@ impl Worker {
         if !is_ipv4_tcp_or_udp(frame) {
             return Action::NotOurs;
         }
-        let dp = Arc::clone(&self.dp);
+        let version = self.dp.services_version.load(Ordering::Acquire);
+        if version != self.services_version {
+            self.services = self.dp.services.load_full();
+            self.services_version = version;
+        }
         let verdict = match forward::classify(frame, csum) {
             Err(reason) => Verdict::Drop(reason),
             Ok(pkt) => {
-                let services = dp.services.load();
                 let dst = SocketAddr::new(pkt.dst, pkt.dst_port);
                 // A port-0 service takes every port of its VIP.
+                let services = &*self.services;
                 let svc = services
                     .get(pkt.protocol, dst)
                     .or_else(|| services.get(pkt.protocol, SocketAddr::new(pkt.dst, 0)));
+                let ctx = Ctx {
+                    dp: &self.dp,
+                    slot: self.slot,
+                    now,
+                    neighbours,
+                };
                 match svc {
-                    Some(svc) => self.inbound(now, frame, &pkt, svc, neighbours, on_event),
-                    None => match self.nat_reply(now, frame, &pkt, &services, neighbours, on_event)
-                    {
+                    Some(svc) => ctx.inbound(&mut self.local, frame, &pkt, svc, on_event),
+                    None => match ctx.nat_reply(frame, &pkt, services, on_event) {
                         Some(v) => v,
                         None => return Action::NotOurs,
                     },
                 }
             }
         };
-        Action::Handled(verdict.counted(&dp.drops))
+        Action::Handled(verdict.counted(&self.dp.drops))
     }
+}
 
+/// What the per-packet helpers share: the dataplane, the time and the
+/// neighbour cache.
+struct Ctx<'a, N> {
+    dp: &'a Dataplane,
+    slot: StatSlot,
+    now: Millis,
+    neighbours: &'a N,
+}
+
+impl<N> Clone for Ctx<'_, N> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<N> Copy for Ctx<'_, N> {}
+
+impl<N: Neighbours> Ctx<'_, N> {
     /// A packet from a client to a virtual service.
     fn inbound(
-        &mut self,
-        now: Millis,
+        &self,
+        local: &mut Local,
         frame: &mut [u8],
         pkt: &forward::Packet,
         svc: &crate::Service,
-        neighbours: &impl Neighbours,
         on_event: &mut impl FnMut(ConnEvent),
     ) -> Verdict {
+        let Ctx {
+            dp,
+            slot,
+            now,
+            neighbours,
+        } = *self;
         let len = usize::from(pkt.ip_len);
         let cpkt = conn::Packet {
             protocol: pkt.protocol,
@@ -253,33 +343,33 @@ impl Worker {
             vip: SocketAddr::new(pkt.dst, pkt.dst_port),
             tcp_flags: pkt.tcp_flags,
             len: 0,
+            stat_slot: slot,
         }
         .with_len(len);
-        let entropy = self.entropy();
-        let out = match self.dp.conns.process_in(svc, &cpkt, now, entropy, on_event) {
+        let entropy = local.entropy();
+        let out = match dp.conns.process_in(svc, &cpkt, now, entropy, on_event) {
             Ok(out) => out,
             Err(miss) => return Verdict::Drop(miss_reason(miss)),
         };
-        svc.stats.count_in(len);
+        svc.stats.count_in(slot, len);
         let rs = out.real_server;
         let Some(next_hop) = neighbours.next_hop_mac(rs.ip()) else {
             return Verdict::Drop(DropReason::NoNeighbour);
         };
         let macs = MacPair {
-            src: self.dp.cfg.local_mac,
+            src: dp.cfg.local_mac,
             dst: next_hop,
         };
         match out.method {
             ForwardMethod::DirectRouting => forward::dr::rewrite(frame, pkt, macs),
             ForwardMethod::Tunnel => {
                 let params = TunParams {
-                    local: self.dp.cfg.local_ip,
+                    local: dp.cfg.local_ip,
                     macs,
-                    mtu: self.dp.cfg.mtu,
-                    ttl: self.dp.cfg.tun_ttl,
+                    mtu: dp.cfg.mtu,
+                    ttl: dp.cfg.tun_ttl,
                 };
-                self.ip_id = self.ip_id.wrapping_add(1);
-                forward::tun::encapsulate(frame, pkt, rs.ip(), &params, self.ip_id)
+                forward::tun::encapsulate(frame, pkt, rs.ip(), &params, local.next_ip_id())
             }
             ForwardMethod::Masquerade => forward::nat::rewrite_in(frame, pkt, rs, macs),
         }
@@ -288,33 +378,36 @@ impl Worker {
     /// A packet that is not to a VIP: a NAT reply from a real server, or
     /// `None` when it is nobody's business of ours.
     fn nat_reply(
-        &mut self,
-        now: Millis,
+        &self,
         frame: &mut [u8],
         pkt: &forward::Packet,
         services: &ServiceTable,
-        neighbours: &impl Neighbours,
         on_event: &mut impl FnMut(ConnEvent),
     ) -> Option<Verdict> {
+        let Ctx {
+            dp,
+            slot,
+            now,
+            neighbours,
+        } = *self;
         let key = ReplyKey {
             protocol: pkt.protocol,
             real_server: SocketAddr::new(pkt.src, pkt.src_port),
             client: SocketAddr::new(pkt.dst, pkt.dst_port),
         };
         let len = usize::from(pkt.ip_len);
-        let out = self
-            .dp
+        let out = dp
             .conns
-            .process_reply(&key, pkt.tcp_flags, len, now, on_event)
+            .process_reply(&key, pkt.tcp_flags, len, slot, now, on_event)
             .ok()?;
         if let Some(svc) = services.get(pkt.protocol, out.vip) {
-            svc.stats.count_out(len);
+            svc.stats.count_out(slot, len);
         }
         let Some(next_hop) = neighbours.next_hop_mac(pkt.dst) else {
             return Some(Verdict::Drop(DropReason::NoNeighbour));
         };
         let macs = MacPair {
-            src: self.dp.cfg.local_mac,
+            src: dp.cfg.local_mac,
             dst: next_hop,
         };
         Some(forward::nat::rewrite_out(frame, pkt, out.vip, macs))

@@ -33,57 +33,127 @@ pub enum ConnClass {
     Template,
 }
 
-/// Traffic counters of a real server or a service (ipvsadm `--stats`).
+/// Most worker threads that may count traffic at once: each owns one
+/// counter slot (see [`StatSlot`]).
+pub const STAT_SLOTS: usize = 32;
+
+/// The counter slot of one worker thread. Only that thread writes the
+/// slot, so counting is a plain load and store — no locked instruction and
+/// no cache line bouncing between cores, as with the kernel's per-CPU IPVS
+/// stats. Readers add the slots up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatSlot(u8);
+
+impl StatSlot {
+    /// Slot `n`; `None` if `n >= STAT_SLOTS`. Whoever hands slots out
+    /// (the dataplane, to its workers) must never give one to two threads
+    /// that count at the same time.
+    pub fn new(n: usize) -> Option<StatSlot> {
+        (n < STAT_SLOTS).then_some(StatSlot(n as u8))
+    }
+
+    /// Slot 0: for single-threaded callers (tests, tools).
+    pub const FIRST: StatSlot = StatSlot(0);
+
+    /// The slot's index.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// One worker's counters, on a cache line of its own.
 #[derive(Debug, Default)]
+#[repr(align(64))]
+struct Slot {
+    conns: AtomicU64,
+    in_pkts: AtomicU64,
+    out_pkts: AtomicU64,
+    in_bytes: AtomicU64,
+    out_bytes: AtomicU64,
+}
+
+/// Add `n` to a counter only this thread writes: a plain load and store.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Traffic counters of a real server or a service (ipvsadm `--stats`),
+/// one slot per worker.
+#[derive(Debug)]
 pub struct Stats {
-    /// Connections scheduled.
-    pub conns: AtomicU64,
-    /// Packets client → real server.
-    pub in_pkts: AtomicU64,
-    /// Packets real server → client (NAT only: DR/TUN replies bypass us).
-    pub out_pkts: AtomicU64,
-    /// Bytes client → real server.
-    pub in_bytes: AtomicU64,
-    /// Bytes real server → client.
-    pub out_bytes: AtomicU64,
+    slots: Box<[Slot; STAT_SLOTS]>,
+    /// Totals at the last [`Stats::zero`]; readers subtract them. Zeroing
+    /// by baseline, not by writing the slots, never races a worker.
+    baseline: std::sync::Mutex<StatsSnapshot>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            slots: Box::new(std::array::from_fn(|_| Slot::default())),
+            baseline: std::sync::Mutex::new(StatsSnapshot::default()),
+        }
+    }
 }
 
 impl Stats {
+    /// Account one new connection.
+    #[inline]
+    pub fn count_conn(&self, slot: StatSlot) {
+        bump(&self.slots[slot.index()].conns, 1);
+    }
+
     /// Account one packet of `len` bytes arriving from the client.
     #[inline]
-    pub fn count_in(&self, len: usize) {
-        self.in_pkts.fetch_add(1, Relaxed);
-        self.in_bytes.fetch_add(len as u64, Relaxed);
+    pub fn count_in(&self, slot: StatSlot, len: usize) {
+        let s = &self.slots[slot.index()];
+        bump(&s.in_pkts, 1);
+        bump(&s.in_bytes, len as u64);
     }
 
     /// Account one packet of `len` bytes going back to the client.
     #[inline]
-    pub fn count_out(&self, len: usize) {
-        self.out_pkts.fetch_add(1, Relaxed);
-        self.out_bytes.fetch_add(len as u64, Relaxed);
+    pub fn count_out(&self, slot: StatSlot, len: usize) {
+        let s = &self.slots[slot.index()];
+        bump(&s.out_pkts, 1);
+        bump(&s.out_bytes, len as u64);
+    }
+
+    fn totals(&self) -> StatsSnapshot {
+        let mut t = StatsSnapshot::default();
+        for s in self.slots.iter() {
+            t.conns = t.conns.wrapping_add(s.conns.load(Relaxed));
+            t.in_pkts = t.in_pkts.wrapping_add(s.in_pkts.load(Relaxed));
+            t.out_pkts = t.out_pkts.wrapping_add(s.out_pkts.load(Relaxed));
+            t.in_bytes = t.in_bytes.wrapping_add(s.in_bytes.load(Relaxed));
+            t.out_bytes = t.out_bytes.wrapping_add(s.out_bytes.load(Relaxed));
+        }
+        t
     }
 
     /// Reset all counters (ipvsadm `-Z`).
     pub fn zero(&self) {
-        for c in [
-            &self.conns,
-            &self.in_pkts,
-            &self.out_pkts,
-            &self.in_bytes,
-            &self.out_bytes,
-        ] {
-            c.store(0, Relaxed);
-        }
+        let now = self.totals();
+        *self
+            .baseline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     }
 
-    /// A plain copy of the counters.
+    /// The counters since the last [`Stats::zero`].
     pub fn snapshot(&self) -> StatsSnapshot {
+        let b = *self
+            .baseline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = self.totals();
         StatsSnapshot {
-            conns: self.conns.load(Relaxed),
-            in_pkts: self.in_pkts.load(Relaxed),
-            out_pkts: self.out_pkts.load(Relaxed),
-            in_bytes: self.in_bytes.load(Relaxed),
-            out_bytes: self.out_bytes.load(Relaxed),
+            conns: t.conns.wrapping_sub(b.conns),
+            in_pkts: t.in_pkts.wrapping_sub(b.in_pkts),
+            out_pkts: t.out_pkts.wrapping_sub(b.out_pkts),
+            in_bytes: t.in_bytes.wrapping_sub(b.in_bytes),
+            out_bytes: t.out_bytes.wrapping_sub(b.out_bytes),
         }
     }
 }
@@ -371,6 +441,29 @@ mod tests {
         d.bind(ConnClass::Template);
         assert!(!d.is_overloaded());
         assert_eq!(d.persist_conns(), 1);
+    }
+
+    #[test]
+    fn stats_add_up_across_slots_and_zero_by_baseline() {
+        let st = Stats::default();
+        let (a, b) = (
+            StatSlot::new(0).unwrap(),
+            StatSlot::new(STAT_SLOTS - 1).unwrap(),
+        );
+        assert!(StatSlot::new(STAT_SLOTS).is_none());
+        st.count_conn(a);
+        st.count_in(a, 100);
+        st.count_in(b, 60);
+        st.count_out(b, 40);
+        let s = st.snapshot();
+        assert_eq!(
+            (s.conns, s.in_pkts, s.in_bytes, s.out_pkts, s.out_bytes),
+            (1, 2, 160, 1, 40)
+        );
+        st.zero();
+        assert_eq!(st.snapshot(), StatsSnapshot::default(), "ipvsadm -Z");
+        st.count_in(a, 10);
+        assert_eq!(st.snapshot().in_bytes, 10, "counting resumes from zero");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod service_table;
 pub mod time;
 pub mod types;
 
-pub use dest::{ConnClass, Dest, Stats};
+pub use dest::{ConnClass, Dest, StatSlot, Stats};
 pub use service::{Persistence, Service, ServiceKey};
 pub use service_table::{DestSpec, ServiceSpec, ServiceTable, SpecError};
 pub use time::Millis;

@@ -9,6 +9,8 @@
 //! change never resets connection counts, round-robin positions or stats.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,7 +221,9 @@ impl ServiceSpec {
 /// An immutable snapshot of every virtual service.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
-    services: HashMap<ServiceKey, Arc<Service>>,
+    /// FxHash: the keys are chosen by the operator, not by clients, and
+    /// this lookup is on every packet.
+    services: FxHashMap<ServiceKey, Arc<Service>>,
     /// Scheduler flags per service (not needed on the packet path).
     sched_opts: HashMap<ServiceKey, SchedOptions>,
     version: u64,
@@ -296,7 +300,7 @@ impl ServiceTable {
             schedulers.push(scheduler);
         }
 
-        let mut services = HashMap::with_capacity(specs.len());
+        let mut services = FxHashMap::with_capacity_and_hasher(specs.len(), Default::default());
         for (spec, scheduler) in specs.iter().zip(schedulers) {
             let old = self.services.get(&spec.key);
             let dests: Vec<Arc<Dest>> = spec

@@ -9,6 +9,7 @@ use std::thread;
 
 use conn_util::*;
 use director::conn::{ConnEvent, Packet, TcpFlags};
+use director::dest::StatSlot;
 use director::{ForwardMethod, Millis, Protocol};
 
 #[test]
@@ -32,7 +33,11 @@ fn threads_share_the_table() {
                             format!("198.51.{}.2:{}", 100 + id, 10_000 + i)
                         };
                         for flags in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK | TcpFlags::PSH] {
-                            let pkt = Packet::tcp(sa(&client), sa(VIP), flags);
+                            // Each thread counts in its own stats slot, as
+                            // each dataplane worker does.
+                            let pkt = Packet::tcp(sa(&client), sa(VIP), flags)
+                                .with_len(60)
+                                .in_slot(StatSlot::new(id).unwrap());
                             let out = t
                                 .process_in(&svc, &pkt, Millis(i as u64), id as u64, &mut |e| {
                                     if let ConnEvent::Created(_) = e {
@@ -58,10 +63,7 @@ fn threads_share_the_table() {
         "one entry per flow, shared flows not duplicated"
     );
     assert_eq!(created, expected, "each flow was created exactly once");
-    assert_eq!(
-        svc.stats.conns.load(std::sync::atomic::Ordering::Relaxed),
-        expected as u64
-    );
+    assert_eq!(svc.stats.snapshot().conns, expected as u64);
     assert_counters_match(&t, &ds);
     let total: u32 = ds
         .iter()

@@ -8,6 +8,7 @@ use director::conn::{
     ConnEvent, ConnRecord, ConnState, ConnTable, ImportError, ImportOutcome, Miss, Packet,
     ReplyKey, TableConfig, TcpFlags, TcpState,
 };
+use director::dest::StatSlot;
 use director::{ForwardMethod, Millis, Protocol};
 
 fn syn(client: &str) -> Packet {
@@ -188,6 +189,7 @@ fn nat_replies_are_found_by_real_server_and_client() {
                 &key,
                 TcpFlags::SYN | TcpFlags::ACK,
                 60,
+                StatSlot::FIRST,
                 Millis(1),
                 &mut |_| {},
             )
@@ -198,7 +200,14 @@ fn nat_replies_are_found_by_real_server_and_client() {
             ..key
         };
         assert_eq!(
-            t.process_reply(&wrong, TcpFlags::ACK, 60, Millis(1), &mut |_| {}),
+            t.process_reply(
+                &wrong,
+                TcpFlags::ACK,
+                60,
+                StatSlot::FIRST,
+                Millis(1),
+                &mut |_| {}
+            ),
             Err(Miss::NoConnection)
         );
     }

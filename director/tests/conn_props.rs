@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use conn_util::*;
 use director::conn::{Packet, ReplyKey, TcpFlags};
+use director::dest::StatSlot;
 use director::{Dest, ForwardMethod, Millis, Protocol};
 use proptest::prelude::*;
 
@@ -80,6 +81,7 @@ fn run(ops: Vec<Op>, method: ForwardMethod, protocol: Protocol, persistent: bool
                     vip: sa(VIP),
                     tcp_flags: FLAG_SETS[usize::from(flags)],
                     len: 60,
+                    stat_slot: StatSlot::FIRST,
                 };
                 let _ = t.process_in(&svc, &pkt, now, u64::from(c), &mut |_| {});
             }
@@ -100,6 +102,7 @@ fn run(ops: Vec<Op>, method: ForwardMethod, protocol: Protocol, persistent: bool
                         &reply,
                         FLAG_SETS[usize::from(flags)],
                         60,
+                        StatSlot::FIRST,
                         now,
                         &mut |_| {},
                     );

@@ -11,6 +11,7 @@ use conn_util::*;
 use director::conn::{
     ConnEvent, ConnState, ConnTable, InOutcome, Miss, Packet, ReplyKey, TcpFlags, TcpState,
 };
+use director::dest::StatSlot;
 use director::service::Service;
 use director::{ForwardMethod, Millis, Protocol};
 
@@ -67,7 +68,9 @@ impl<'a> Flow<'a> {
         };
         let events = &mut self.events;
         self.table
-            .process_reply(&key, flags, 60, self.now, &mut |e| events.push(e))
+            .process_reply(&key, flags, 60, StatSlot::FIRST, self.now, &mut |e| {
+                events.push(e)
+            })
             .map(|o| o.state)
     }
 
@@ -235,7 +238,7 @@ fn dr_without_output_stays_on_input_only_and_a_reply_switches_tables() {
         client: sa(f.client),
     };
     assert_eq!(
-        t.process_reply(&key, ACK, 60, f.now, &mut |_| {}),
+        t.process_reply(&key, ACK, 60, StatSlot::FIRST, f.now, &mut |_| {}),
         Err(Miss::NoConnection),
         "only NAT connections are in the reply index"
     );

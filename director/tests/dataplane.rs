@@ -43,7 +43,7 @@ impl Lab {
         neigh.hosts.insert(IpAddr::V4(RS2), RS2_MAC);
         neigh.hosts.insert(IpAddr::V4(CLIENT), CLIENT_MAC);
         Lab {
-            worker: Worker::new(dp, 7),
+            worker: Worker::new(dp, 7).unwrap(),
             neigh,
             events: Vec::new(),
             now: Millis(1_000),

@@ -42,7 +42,7 @@ use super::table::{
     STATE_MASK,
 };
 use super::{ConnEvent, Miss};
-use crate::dest::{ConnClass, Dest};
+use crate::dest::{ConnClass, Dest, StatSlot};
 use crate::sched::SchedRequest;
 use crate::service::{Persistence, Service};
 use crate::time::Millis;
@@ -61,6 +61,8 @@ pub struct Packet {
     pub tcp_flags: TcpFlags,
     /// Bytes of the IP packet, for the real server's traffic counters.
     pub len: u32,
+    /// The counter slot of the worker handling the packet.
+    pub stat_slot: StatSlot,
 }
 
 impl Packet {
@@ -72,6 +74,7 @@ impl Packet {
             vip,
             tcp_flags: flags,
             len: 0,
+            stat_slot: StatSlot::FIRST,
         }
     }
 
@@ -83,12 +86,19 @@ impl Packet {
             vip,
             tcp_flags: TcpFlags::NONE,
             len: 0,
+            stat_slot: StatSlot::FIRST,
         }
     }
 
     /// The same packet, `len` bytes long (IP header included).
     pub fn with_len(mut self, len: usize) -> Packet {
         self.len = u32::try_from(len).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// The same packet, counted in the worker's slot `slot`.
+    pub fn in_slot(mut self, slot: StatSlot) -> Packet {
+        self.stat_slot = slot;
         self
     }
 
@@ -168,7 +178,7 @@ impl ConnTable {
                 && !(syn && reusable(e))
             {
                 let change = self.touch(e, Direction::Input, pkt.tcp_flags, now);
-                e.dest.stats.count_in(pkt.len as usize);
+                e.dest.stats.count_in(pkt.stat_slot, pkt.len as usize);
                 let out = outcome(e, false);
                 drop(g);
                 self.report_change(pkt, change, on_event);
@@ -227,7 +237,7 @@ impl ConnTable {
                     Some(e) if e.is_live(now) && !(syn && reusable(e)) => {
                         // Another worker created this flow first: join it.
                         let change = self.touch(e, Direction::Input, pkt.tcp_flags, now);
-                        e.dest.stats.count_in(pkt.len as usize);
+                        e.dest.stats.count_in(pkt.stat_slot, pkt.len as usize);
                         raced = Some((outcome(e, false), change));
                     }
                     _ => {
@@ -243,9 +253,9 @@ impl ConnTable {
                 dest.bind(entry.class());
                 g.insert(self.hasher(), entry);
                 drop(g);
-                svc.stats.conns.fetch_add(1, Relaxed);
-                dest.stats.conns.fetch_add(1, Relaxed);
-                dest.stats.count_in(pkt.len as usize);
+                svc.stats.count_conn(pkt.stat_slot);
+                dest.stats.count_conn(pkt.stat_slot);
+                dest.stats.count_in(pkt.stat_slot, pkt.len as usize);
                 if let Some((old, old_link)) = replaced {
                     if let Some(l) = old_link {
                         self.release_link(l);

@@ -44,7 +44,7 @@ use super::record::ConnRecord;
 use super::state::{ConnState, Direction, TcpFlags, TcpState, UDP_CODE, next_tcp_state};
 use super::timeouts::{TEMPLATE_RECHECK, Timeouts};
 use super::{ConnEvent, Miss};
-use crate::dest::{ConnClass, Dest};
+use crate::dest::{ConnClass, Dest, StatSlot};
 use crate::time::Millis;
 
 // The packed state byte: state code in the low nibble, then flags.
@@ -674,6 +674,7 @@ impl ConnTable {
         key: &ReplyKey,
         flags: TcpFlags,
         len: usize,
+        slot: StatSlot,
         now: Millis,
         on_event: &mut impl FnMut(ConnEvent),
     ) -> Result<ReplyOutcome, Miss> {
@@ -696,7 +697,7 @@ impl ConnTable {
                 .filter(|e| e.is_live(now))
                 .ok_or(Miss::NoConnection)?;
             let change = self.touch(e, Direction::Output, flags, now);
-            e.dest.stats.count_out(len);
+            e.dest.stats.count_out(slot, len);
             let vip = e.key.vip();
             (
                 ReplyOutcome {
