@@ -1,11 +1,15 @@
-//! The dataplane core of an LVS-style director: packet rewrite for direct
-//! routing, IPIP tunnelling and NAT; the fourteen IPVS schedulers; and the
-//! connection table with IPVS's TCP states, timeouts and persistence.
+//! An LVS-style director: the dataplane core — packet rewrite for direct
+//! routing, IPIP tunnelling and NAT; the fourteen IPVS schedulers; the
+//! connection table with IPVS's TCP states, timeouts and persistence; and
+//! the packet path joining them — plus, apart from it, the I/O around it.
 //!
-//! This crate does no I/O and reads no clock. Callers hand it frames as
-//! byte slices and the time as [`Millis`]; it hands back rewritten frames,
+//! The core (`forward`, `sched`, `conn`, `dataplane`, `service_table`,
+//! `dest`) does no I/O and reads no clock. Callers hand it frames as byte
+//! slices and the time as [`Millis`]; it hands back rewritten frames,
 //! verdicts and counters. That keeps every behaviour testable exactly and
-//! fast, and leaves sockets to the daemon's I/O module.
+//! fast. Sockets live in [`io`] (AF_PACKET, the only module allowed
+//! `unsafe`) and system set-up in [`realserver`] (the `dirctl realserver`
+//! helper for DR and TUN real servers).
 
 #![deny(unsafe_code)]
 
