@@ -1,1 +1,71 @@
-//! Packet I/O on AF_PACKET (lands with the dataplane issue).
+//! Packet I/O on AF_PACKET: the only module of the crate that talks to the
+//! kernel, and the only one allowed `unsafe` (each block says why it is
+//! sound in a `// SAFETY:` comment; most of them are in `sys.rs`).
+//!
+//! - [`AfPacket`]: a receive socket on one interface with a TPACKET_V3
+//!   ring, a fanout group ([`Fanout`], flow hash by default) so N workers
+//!   share the interface, `PACKET_IGNORE_OUTGOING`, and a classic BPF
+//!   [`Filter`] built from the dataplane's predicates (ARP, IPv4 to the
+//!   VIPs, IPv4 from the NAT real servers, VRRP). [`AfPacket::recv`] waits
+//!   with poll(2) — an idle worker sleeps — and hands over one ring block
+//!   ([`RxBlock`]) whose frames are lent as `&mut [u8]` with their
+//!   [`FrameMeta`] (checksum partial/verified, stripped VLAN tag); dropping
+//!   the block gives it back to the kernel. Nothing is allocated per frame.
+//! - [`TxQueue`]/[`TxBatch`]: batched `sendmmsg` of frames straight from
+//!   the ring, prefix + body for TUN (two iovecs), and small copied frames
+//!   (ICMP, ARP); errors are counted in [`TxStats`], never raised.
+//! - [`if_info`]: index, MAC, MTU of an interface; [`run_in_netns`]: open
+//!   sockets in another network namespace.
+//!
+//! A worker's loop:
+//!
+//! ```no_run
+//! # use director::io::*;
+//! # use std::time::Duration;
+//! # fn main() -> Result<(), IoError> {
+//! let filter = Filter::builder().arp().ipv4_to(["10.0.0.100".parse().unwrap()]).build().unwrap();
+//! let cfg = RxConfig { filter: Some(filter), fanout: Some(Fanout { group: 7, mode: FanoutMode::Hash }), ..RxConfig::default() };
+//! let mut rx = AfPacket::open("eth1", &cfg)?;
+//! let mut tx = TxQueue::open("eth1", &TxConfig::default())?;
+//! loop {
+//!     let Some(mut block) = rx.recv(Duration::from_millis(100))? else { continue };
+//!     let mut batch = tx.batch();
+//!     for frame in block.frames() {
+//!         if frame.meta.truncated() { continue }
+//!         // ... classify with frame.meta.l4_csum(), rewrite frame.data in place ...
+//!         batch.push(frame.data);
+//!     }
+//!     // `batch` flushes when dropped, before `block` returns to the kernel.
+//! }
+//! # }
+//! ```
+//!
+//! What the kernel hands over on a veth with offloads on (observed in the
+//! lab): frames from a local sender's UDP/TCP carry
+//! `TP_STATUS_CSUMNOTREADY`, their L4 checksum holding only the
+//! pseudo-header sum ([`FrameMeta::l4_csum`] maps it to
+//! `L4Csum::Partial`, and the rewrites complete it before sending); with
+//! TSO/GSO on, a TCP sender's segments arrive as single "frames" of up to
+//! 64 KiB ([`FrameMeta::exceeds_mtu`]), which cannot be sent on as they
+//! are (EMSGSIZE, counted in [`TxStats`]). This layer reports both and
+//! does not segment: run the data interfaces with GRO/GSO/TSO off, as the
+//! lab's `disable_offloads` does.
+
+#![allow(unsafe_code)]
+
+mod afpacket;
+mod bpf;
+mod error;
+mod iface;
+mod netns;
+mod sys;
+mod tpacket;
+mod tx;
+
+pub use afpacket::{AfPacket, Fanout, FanoutMode, RxBlock, RxConfig, RxStats};
+pub use bpf::{Filter, FilterBuilder, FilterTooLong, MAX_INSNS, SockFilter, op};
+pub use error::IoError;
+pub use iface::{IfInfo, if_index, if_info};
+pub use netns::{netns_path, run_in_netns};
+pub use tpacket::{FrameMeta, Frames, RxFrame, VlanTag};
+pub use tx::{SCRATCH_LEN, TxBatch, TxConfig, TxQueue, TxStats};

@@ -1,0 +1,327 @@
+//! Thin wrappers over the system calls the I/O module needs, and the
+//! kernel ABI constants of `<linux/if_packet.h>` that the `libc` crate does
+//! not export on every target.
+//!
+//! Every `unsafe` block of the crate's packet I/O that is a plain system
+//! call lives here, each with its `// SAFETY:` argument; the wrappers take
+//! and return safe types (`OwnedFd`, `io::Result`), so the rest of the
+//! module reasons about sockets, not pointers. The two exceptions are the
+//! ring's memory (`afpacket.rs`: the shared block status words and the
+//! block slices) and `sendmmsg`, whose iovec pointers only the TX queue can
+//! vouch for.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+// <linux/if_packet.h>. Stable kernel ABI; spelled out here because the
+// `libc` crate exports only some of them for linux-gnu.
+pub(crate) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+pub(crate) const PACKET_RX_RING: libc::c_int = 5;
+pub(crate) const PACKET_STATISTICS: libc::c_int = 6;
+pub(crate) const PACKET_VERSION: libc::c_int = 10;
+pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = 20;
+pub(crate) const PACKET_FANOUT: libc::c_int = 18;
+pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+pub(crate) const TPACKET_V3: libc::c_int = 2;
+pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = 1;
+
+pub(crate) const PACKET_FANOUT_HASH: u32 = 0;
+pub(crate) const PACKET_FANOUT_LB: u32 = 1;
+pub(crate) const PACKET_FANOUT_CPU: u32 = 2;
+
+/// Block status: owned by the kernel / handed to user space.
+pub(crate) const TP_STATUS_KERNEL: u32 = 0;
+pub(crate) const TP_STATUS_USER: u32 = 1;
+
+/// ETH_P_ALL in network byte order, as `socket(2)` and `bind(2)` want it.
+pub(crate) const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
+
+/// `struct tpacket_req3`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TpacketReq3 {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+    pub retire_blk_tov: u32,
+    pub sizeof_priv: u32,
+    pub feature_req_word: u32,
+}
+
+/// `struct tpacket_stats_v3`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TpacketStatsV3 {
+    pub packets: u32,
+    pub drops: u32,
+    pub freeze_q_cnt: u32,
+}
+
+/// `struct packet_mreq`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PacketMreq {
+    pub ifindex: libc::c_int,
+    pub kind: libc::c_ushort,
+    pub alen: libc::c_ushort,
+    pub address: [u8; 8],
+}
+
+/// Turns a `-1` return into the thread's `errno`.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, protocol)`; `protocol_be`
+/// in network byte order (0: a socket that receives nothing until bound
+/// with a protocol).
+pub(crate) fn packet_socket(protocol_be: u16) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers; on success it returns a fresh
+    // descriptor that nothing else owns, so `OwnedFd` may take it.
+    unsafe {
+        let fd = check(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::c_int::from(protocol_be),
+        ))?;
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// `socket(AF_INET, SOCK_DGRAM)`: a handle for interface ioctls.
+pub(crate) fn inet_dgram_socket() -> io::Result<OwnedFd> {
+    // SAFETY: as in `packet_socket`: no pointers, fresh descriptor.
+    unsafe {
+        let fd = check(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+        ))?;
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof value)`.
+///
+/// `T` must be the plain C struct or integer the option expects; the
+/// kernel copies exactly `size_of::<T>()` bytes from `value`.
+pub(crate) fn setsockopt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live reference to `size_of::<T>()` readable
+    // bytes for the duration of the call; the kernel only reads them.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `getsockopt` of a plain C struct or integer.
+pub(crate) fn getsockopt<T: Copy + Default>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<T> {
+    let mut value = T::default();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a live, writable `T` of `len` bytes and `len` a
+    // live `socklen_t`; the kernel writes at most `len` bytes. `T` is a
+    // plain C type (integers only), so any bytes written are a valid `T`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    check(ret).map(|_| value)
+}
+
+/// `bind(2)` an AF_PACKET socket to `ifindex` and `protocol_be`.
+pub(crate) fn bind_packet(fd: BorrowedFd<'_>, ifindex: u32, protocol_be: u16) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is a plain C struct; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = protocol_be;
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: `sll` is a live sockaddr_ll and the length passed is its size.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// Waits up to `timeout_ms` (−1: forever) for `fd` to become readable.
+/// Returns the `revents` bits (0 on timeout).
+pub(crate) fn poll_in(fd: BorrowedFd<'_>, timeout_ms: libc::c_int) -> io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live pollfd and we pass nfds = 1.
+    let ret = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    check(ret).map(|n| if n == 0 { 0 } else { pfd.revents })
+}
+
+/// A shared memory mapping of a packet socket's ring, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mmap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; moving the
+// owner to another thread moves the right to use and unmap it.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    /// Maps `len` bytes of `fd`'s ring, shared with the kernel.
+    pub(crate) fn ring(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mmap> {
+        // SAFETY: a fresh mapping chosen by the kernel (addr NULL), so no
+        // existing Rust object is aliased; the result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap: NULL"))?;
+        Ok(Mmap { ptr, len })
+    }
+
+    /// Start of the mapping.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned, and every
+        // borrow of the ring's memory (an `RxBlock`) borrows the socket
+        // that owns this mapping, so none outlives it.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// `sendmmsg(fd, msgs, len, flags)`: returns how many were sent.
+///
+/// # Safety
+/// Every `msg_hdr` in `msgs` must point at live iovecs whose buffers are
+/// readable for their lengths, and at a valid (or null) `msg_name`.
+pub(crate) unsafe fn sendmmsg(
+    fd: BorrowedFd<'_>,
+    msgs: &mut [libc::mmsghdr],
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    // SAFETY: `msgs` is a live slice of that length; the pointers inside
+    // are valid per this function's contract. The kernel writes only
+    // `msg_len` fields of `msgs`.
+    let ret = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            flags,
+        )
+    };
+    check(ret).map(|n| n as usize)
+}
+
+/// Copies an interface name into a zeroed `ifreq`. The caller has checked
+/// that it is 1..IFNAMSIZ-1 bytes without NUL.
+fn ifreq_for(name: &CStr) -> libc::ifreq {
+    // SAFETY: ifreq is a plain C struct (a name and a union of integers
+    // and sockaddrs); all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.to_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    req
+}
+
+/// `ioctl(fd, request, &ifreq{name})` for the SIOCGIF* getters; returns the
+/// filled `ifreq`.
+pub(crate) fn ioctl_ifreq(
+    fd: BorrowedFd<'_>,
+    request: libc::c_ulong,
+    name: &CStr,
+) -> io::Result<libc::ifreq> {
+    let mut req = ifreq_for(name);
+    // SAFETY: `req` is a live, writable ifreq; the SIOCGIF* requests used
+    // by this module read the name and write only inside the struct.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, &mut req) };
+    check(ret).map(|_| req)
+}
+
+/// Reads the union member of an `ifreq` filled by SIOCGIFINDEX.
+pub(crate) fn ifreq_ifindex(req: &libc::ifreq) -> libc::c_int {
+    // SAFETY: SIOCGIFINDEX wrote `ifru_ifindex`; every union member is
+    // plain integers, so reading any of them is defined.
+    unsafe { req.ifr_ifru.ifru_ifindex }
+}
+
+/// Reads the union member of an `ifreq` filled by SIOCGIFMTU.
+pub(crate) fn ifreq_mtu(req: &libc::ifreq) -> libc::c_int {
+    // SAFETY: as `ifreq_ifindex`, for SIOCGIFMTU's `ifru_mtu`.
+    unsafe { req.ifr_ifru.ifru_mtu }
+}
+
+/// Reads the union member of an `ifreq` filled by SIOCGIFHWADDR:
+/// (ARPHRD type, first 6 address bytes).
+pub(crate) fn ifreq_hwaddr(req: &libc::ifreq) -> (u16, [u8; 6]) {
+    // SAFETY: as `ifreq_ifindex`, for SIOCGIFHWADDR's `ifru_hwaddr`
+    // (a sockaddr: an integer family and a byte array).
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (dst, src) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *dst = *src as u8;
+    }
+    (sa.sa_family, mac)
+}
+
+/// `setns(fd, CLONE_NEWNET)` for the calling thread.
+pub(crate) fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns takes no pointers; it changes only the calling
+    // thread's network namespace, which Rust code does not depend on.
+    let ret = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+    check(ret).map(drop)
+}
