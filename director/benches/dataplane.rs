@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use director::conn::TableConfig;
-use director::dataplane::{Action, Dataplane, DataplaneConfig, StaticNeighbours, Worker};
+use director::dataplane::{
+    Action, Dataplane, DataplaneConfig, IfaceId, NextHop, StaticNeighbours, Worker,
+};
 use director::forward::{L4Csum, MacAddr, Verdict};
 use director::sched::{SchedOptions, SchedulerKind};
 use director::{DestSpec, ForwardMethod, Millis, Protocol, ServiceKey, ServiceSpec};
@@ -81,22 +83,27 @@ fn setup(method: ForwardMethod, flows: u32, sample: u32) -> Setup {
             .collect(),
     };
     dp.apply(&[spec]).unwrap();
+    dp.set_active(true);
     let mut neigh = StaticNeighbours {
-        gateway: Some(MacAddr([0x02, 0, 0, 0, 0, 0xfe])),
+        gateway: Some(NextHop {
+            iface: IfaceId(0),
+            mac: MacAddr([0x02, 0, 0, 0, 0, 0xfe]),
+        }),
         ..StaticNeighbours::default()
     };
     for (i, ip) in RS.iter().enumerate() {
-        neigh
-            .hosts
-            .insert(IpAddr::V4(*ip), MacAddr([0x02, 0, 0, 0, 0, 0x21 + i as u8]));
+        neigh.host(IpAddr::V4(*ip), MacAddr([0x02, 0, 0, 0, 0, 0x21 + i as u8]));
     }
     let mut worker = Worker::new(dp, 1).unwrap();
     for i in 0..flows {
         let mut f = frame(client(i), (VIP, 80), true);
-        let a = worker.process(NOW, &mut f, L4Csum::Verify, &neigh, &mut |_| {});
+        let a = worker.process(NOW, IfaceId(0), &mut f, L4Csum::Verify, &neigh, &mut |_| {});
         assert!(matches!(
             a,
-            Action::Handled(Verdict::Transmit { .. } | Verdict::Encapsulate(_))
+            Action::Handled {
+                verdict: Verdict::Transmit { .. } | Verdict::Encapsulate(_),
+                ..
+            }
         ));
     }
     // A fixed pseudo-random sample of the flows.
@@ -135,8 +142,15 @@ fn run(c: &mut Criterion, name: &str, s: &mut Setup, replies: bool) {
         b.iter(|| {
             buf.copy_from_slice(&frames[i]);
             i = (i + 1) % frames.len();
-            let a = worker.process(NOW, &mut buf, L4Csum::Verify, neigh, &mut |_| {});
-            debug_assert!(matches!(a, Action::Handled(_)));
+            let a = worker.process(
+                NOW,
+                IfaceId(0),
+                &mut buf,
+                L4Csum::Verify,
+                neigh,
+                &mut |_| {},
+            );
+            debug_assert!(matches!(a, Action::Handled { .. }));
             black_box(a)
         })
     });

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use director::conn::ConnEvent;
-use director::dataplane::{Action, Dataplane, DataplaneConfig, StaticNeighbours, Worker};
+use director::dataplane::{
+    Action, Dataplane, DataplaneConfig, IfaceId, NextHop, StaticNeighbours, Worker,
+};
 use director::forward::{DropReason, L4Csum, MacAddr, Verdict};
 use director::sched::{SchedOptions, SchedulerKind};
 use director::{
@@ -103,14 +105,21 @@ impl Run {
         let events = &mut self.events;
         let a = self.worker.process(
             self.now,
+            IfaceId(0),
             &mut frame,
             L4Csum::Verify,
             &self.neigh,
             &mut |_: ConnEvent| *events += 1,
         );
         let out = match a {
-            Action::Handled(Verdict::Transmit { len }) => frame[..len].to_vec(),
-            Action::Handled(Verdict::Encapsulate(h)) => {
+            Action::Handled {
+                verdict: Verdict::Transmit { len },
+                ..
+            } => frame[..len].to_vec(),
+            Action::Handled {
+                verdict: Verdict::Encapsulate(h),
+                ..
+            } => {
                 let mut v = h.prefix().to_vec();
                 v.extend_from_slice(&frame[h.inner()]);
                 v
@@ -270,6 +279,7 @@ fn main() {
     println!("== 1. configuration: four virtual services, all three forwarding methods");
     let specs = vec![web.clone(), tun, nat, dns];
     dp.apply(&specs).expect("valid configuration");
+    dp.set_active(true);
     let mut bad = web.clone();
     bad.key.vip.set_port(8080);
     bad.dests[0].method = Tun;
@@ -279,11 +289,14 @@ fn main() {
     }
 
     let mut neigh = StaticNeighbours {
-        gateway: Some(ROUTER_MAC),
+        gateway: Some(NextHop {
+            iface: IfaceId(0),
+            mac: ROUTER_MAC,
+        }),
         ..StaticNeighbours::default()
     };
     for n in 1..=6 {
-        neigh.hosts.insert(IpAddr::V4(rs(n)), rs_mac(n));
+        neigh.host(IpAddr::V4(rs(n)), rs_mac(n));
     }
     let mut run = Run {
         worker: Worker::new(Arc::clone(&dp), 42).expect("one worker"),

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -38,42 +38,80 @@ use crate::types::{ForwardMethod, Protocol};
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 const ETH_HEADER: usize = 14;
 
-/// Where the layer-2 next hop for an address is: the neighbour cache.
-///
-/// The daemon answers from its ARP cache (real servers on the same link,
-/// routers for TUN real servers and off-link clients); tests and benches use
-/// [`StaticNeighbours`]. `None` means "not resolved yet": the packet is
-/// dropped and counted as [`DropReason::NoNeighbour`], as the kernel would
-/// drop it after its ARP queue overflows.
-pub trait Neighbours {
-    /// The MAC address to send frames for `ip` to.
-    fn next_hop_mac(&self, ip: IpAddr) -> Option<MacAddr>;
+/// Index of a data interface in [`DataplaneConfig::ifaces`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct IfaceId(pub u8);
+
+/// Where to send a frame for some address: out of which interface, to
+/// which MAC (the host itself when on-link, else its router).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress interface.
+    pub iface: IfaceId,
+    /// Destination MAC.
+    pub mac: MacAddr,
 }
 
-/// A fixed neighbour table with an optional default gateway.
+/// Where the layer-2 next hop for an address is: routing plus the
+/// neighbour cache.
+///
+/// The daemon answers from its own ARP cache (real servers on the same
+/// link, routers for TUN real servers and off-link clients); tests and
+/// benches use [`StaticNeighbours`]. `None` means "not resolved yet": the
+/// packet is dropped and counted as [`DropReason::NoNeighbour`], as the
+/// kernel drops what overflows its ARP queue.
+pub trait Neighbours {
+    /// The next hop for frames to `ip`.
+    fn next_hop(&self, ip: IpAddr) -> Option<NextHop>;
+}
+
+/// A fixed neighbour table with an optional default route.
 #[derive(Debug, Clone, Default)]
 pub struct StaticNeighbours {
     /// Directly reachable hosts.
-    pub hosts: HashMap<IpAddr, MacAddr>,
+    pub hosts: HashMap<IpAddr, NextHop>,
     /// Where everything else goes.
-    pub gateway: Option<MacAddr>,
+    pub gateway: Option<NextHop>,
+}
+
+impl StaticNeighbours {
+    /// Add an on-link host on interface 0.
+    pub fn host(&mut self, ip: IpAddr, mac: MacAddr) -> &mut Self {
+        self.hosts.insert(
+            ip,
+            NextHop {
+                iface: IfaceId(0),
+                mac,
+            },
+        );
+        self
+    }
 }
 
 impl Neighbours for StaticNeighbours {
-    fn next_hop_mac(&self, ip: IpAddr) -> Option<MacAddr> {
+    fn next_hop(&self, ip: IpAddr) -> Option<NextHop> {
         self.hosts.get(&ip).copied().or(self.gateway)
     }
 }
 
-/// How the director's data interface is set up.
+/// One data interface of the director.
 #[derive(Debug, Clone, Copy)]
-pub struct DataplaneConfig {
-    /// The data interface's MAC: the source of every frame we send.
-    pub local_mac: MacAddr,
-    /// The director's own address: the outer source of IPIP tunnels.
-    pub local_ip: Ipv4Addr,
-    /// The interface MTU: tunnelled packets must fit it.
+pub struct Interface {
+    /// Its MAC: the source of every frame we send out of it.
+    pub mac: MacAddr,
+    /// The director's own address on it: the outer source of IPIP tunnels
+    /// leaving through it.
+    pub ip: Ipv4Addr,
+    /// Its MTU: tunnelled packets must fit it.
     pub mtu: u16,
+}
+
+/// How the director's data interfaces are set up.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// The data interfaces, indexed by [`IfaceId`]: one for DR and TUN,
+    /// an outside and an inside one for classic two-NIC NAT.
+    pub ifaces: Vec<Interface>,
     /// TTL of the outer tunnel header.
     pub tun_ttl: OuterTtl,
     /// Connection table sizing.
@@ -81,13 +119,11 @@ pub struct DataplaneConfig {
 }
 
 impl DataplaneConfig {
-    /// Defaults for an interface with this MAC and address: MTU 1500,
+    /// Defaults for one interface with this MAC and address: MTU 1500,
     /// outer TTL 64, a table of 2^20 entries.
-    pub fn new(local_mac: MacAddr, local_ip: Ipv4Addr) -> DataplaneConfig {
+    pub fn new(mac: MacAddr, ip: Ipv4Addr) -> DataplaneConfig {
         DataplaneConfig {
-            local_mac,
-            local_ip,
-            mtu: 1500,
+            ifaces: vec![Interface { mac, ip, mtu: 1500 }],
             tun_ttl: OuterTtl::default(),
             table: TableConfig::default(),
         }
@@ -97,9 +133,14 @@ impl DataplaneConfig {
 /// What the driver does with a frame after [`Worker::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// A virtual-service packet or a NAT reply: send, reply or drop as the
-    /// verdict says (drops are already counted).
-    Handled(Verdict),
+    /// A virtual-service packet or a NAT reply: send out of `egress`, reply
+    /// or drop as the verdict says (drops are already counted).
+    Handled {
+        /// What to send, or why nothing.
+        verdict: Verdict,
+        /// The interface to send it out of.
+        egress: IfaceId,
+    },
     /// Not for the dataplane (ARP, VRRP, traffic to the director itself):
     /// hand it to the control path, or ignore it.
     NotOurs,
@@ -120,6 +161,9 @@ pub struct Dataplane {
     config_lock: Mutex<()>,
     conns: ConnTable,
     drops: DropCounters,
+    /// Active (master: forwards) or standby (holds state, forwards
+    /// nothing). Starts standby: VRRP decides.
+    active: AtomicBool,
     cfg: DataplaneConfig,
 }
 
@@ -133,6 +177,7 @@ impl Dataplane {
             config_lock: Mutex::new(()),
             conns: ConnTable::new(cfg.table),
             drops: DropCounters::new(),
+            active: AtomicBool::new(false),
             cfg,
         }
     }
@@ -167,9 +212,28 @@ impl Dataplane {
         &self.drops
     }
 
+    /// Make this node active (forward) or standby (drop VIP traffic,
+    /// counted as [`DropReason::Standby`], without touching the table).
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Release);
+    }
+
+    /// Whether this node forwards.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// The interface configuration.
     pub fn config(&self) -> &DataplaneConfig {
         &self.cfg
+    }
+
+    /// The next hop for `ip` and the interface it leaves by, if both are
+    /// known.
+    fn resolve(&self, neighbours: &impl Neighbours, ip: IpAddr) -> Option<(NextHop, &Interface)> {
+        let hop = neighbours.next_hop(ip)?;
+        let iface = self.cfg.ifaces.get(usize::from(hop.iface.0))?;
+        Some((hop, iface))
     }
 }
 
@@ -255,13 +319,14 @@ impl Worker {
         &self.dp
     }
 
-    /// Handle one received frame, rewriting it in place. `csum` says
+    /// Handle one frame received on `ingress`, rewriting it in place. `csum` says
     /// whether its L4 checksum can be verified (the I/O layer knows when a
     /// veth handed over a packet with a partial checksum). Connection-table
     /// changes go to `on_event` (for sync).
     pub fn process(
         &mut self,
         now: Millis,
+        ingress: IfaceId,
         frame: &mut [u8],
         csum: L4Csum,
         neighbours: &impl Neighbours,
@@ -270,13 +335,14 @@ impl Worker {
         if !is_ipv4_tcp_or_udp(frame) {
             return Action::NotOurs;
         }
+        let standby = !self.dp.is_active();
         let version = self.dp.services_version.load(Ordering::Acquire);
         if version != self.services_version {
             self.services = self.dp.services.load_full();
             self.services_version = version;
         }
-        let verdict = match forward::classify(frame, csum) {
-            Err(reason) => Verdict::Drop(reason),
+        let (verdict, egress) = match forward::classify(frame, csum) {
+            Err(reason) => (Verdict::Drop(reason), ingress),
             Ok(pkt) => {
                 let dst = SocketAddr::new(pkt.dst, pkt.dst_port);
                 // A port-0 service takes every port of its VIP.
@@ -291,15 +357,20 @@ impl Worker {
                     neighbours,
                 };
                 match svc {
-                    Some(svc) => ctx.inbound(&mut self.local, frame, &pkt, svc, on_event),
-                    None => match ctx.nat_reply(frame, &pkt, services, on_event) {
+                    Some(_) if standby => (Verdict::Drop(DropReason::Standby), ingress),
+                    Some(svc) => ctx.inbound(&mut self.local, ingress, frame, &pkt, svc, on_event),
+                    None => match ctx.nat_reply(ingress, frame, &pkt, services, on_event) {
+                        Some(_) if standby => (Verdict::Drop(DropReason::Standby), ingress),
                         Some(v) => v,
                         None => return Action::NotOurs,
                     },
                 }
             }
         };
-        Action::Handled(verdict.counted(&self.dp.drops))
+        Action::Handled {
+            verdict: verdict.counted(&self.dp.drops),
+            egress,
+        }
     }
 }
 
@@ -325,11 +396,12 @@ impl<N: Neighbours> Ctx<'_, N> {
     fn inbound(
         &self,
         local: &mut Local,
+        ingress: IfaceId,
         frame: &mut [u8],
         pkt: &forward::Packet,
         svc: &crate::Service,
         on_event: &mut impl FnMut(ConnEvent),
-    ) -> Verdict {
+    ) -> (Verdict, IfaceId) {
         let Ctx {
             dp,
             slot,
@@ -349,41 +421,43 @@ impl<N: Neighbours> Ctx<'_, N> {
         let entropy = local.entropy();
         let out = match dp.conns.process_in(svc, &cpkt, now, entropy, on_event) {
             Ok(out) => out,
-            Err(miss) => return Verdict::Drop(miss_reason(miss)),
+            Err(miss) => return (Verdict::Drop(miss_reason(miss)), ingress),
         };
         svc.stats.count_in(slot, len);
         let rs = out.real_server;
-        let Some(next_hop) = neighbours.next_hop_mac(rs.ip()) else {
-            return Verdict::Drop(DropReason::NoNeighbour);
+        let Some((hop, iface)) = dp.resolve(neighbours, rs.ip()) else {
+            return (Verdict::Drop(DropReason::NoNeighbour), ingress);
         };
         let macs = MacPair {
-            src: dp.cfg.local_mac,
-            dst: next_hop,
+            src: iface.mac,
+            dst: hop.mac,
         };
-        match out.method {
+        let verdict = match out.method {
             ForwardMethod::DirectRouting => forward::dr::rewrite(frame, pkt, macs),
             ForwardMethod::Tunnel => {
                 let params = TunParams {
-                    local: dp.cfg.local_ip,
+                    local: iface.ip,
                     macs,
-                    mtu: dp.cfg.mtu,
+                    mtu: iface.mtu,
                     ttl: dp.cfg.tun_ttl,
                 };
                 forward::tun::encapsulate(frame, pkt, rs.ip(), &params, local.next_ip_id())
             }
             ForwardMethod::Masquerade => forward::nat::rewrite_in(frame, pkt, rs, macs),
-        }
+        };
+        (verdict, hop.iface)
     }
 
     /// A packet that is not to a VIP: a NAT reply from a real server, or
     /// `None` when it is nobody's business of ours.
     fn nat_reply(
         &self,
+        ingress: IfaceId,
         frame: &mut [u8],
         pkt: &forward::Packet,
         services: &ServiceTable,
         on_event: &mut impl FnMut(ConnEvent),
-    ) -> Option<Verdict> {
+    ) -> Option<(Verdict, IfaceId)> {
         let Ctx {
             dp,
             slot,
@@ -403,14 +477,17 @@ impl<N: Neighbours> Ctx<'_, N> {
         if let Some(svc) = services.get(pkt.protocol, out.vip) {
             svc.stats.count_out(slot, len);
         }
-        let Some(next_hop) = neighbours.next_hop_mac(pkt.dst) else {
-            return Some(Verdict::Drop(DropReason::NoNeighbour));
+        let Some((hop, iface)) = dp.resolve(neighbours, pkt.dst) else {
+            return Some((Verdict::Drop(DropReason::NoNeighbour), ingress));
         };
         let macs = MacPair {
-            src: dp.cfg.local_mac,
-            dst: next_hop,
+            src: iface.mac,
+            dst: hop.mac,
         };
-        Some(forward::nat::rewrite_out(frame, pkt, out.vip, macs))
+        Some((
+            forward::nat::rewrite_out(frame, pkt, out.vip, macs),
+            hop.iface,
+        ))
     }
 }
 

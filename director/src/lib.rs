@@ -13,6 +13,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod arp;
+pub mod config;
 pub mod conn;
 pub mod dataplane;
 pub mod dest;

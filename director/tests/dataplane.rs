@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use director::conn::{ConnEvent, ConnKey, ConnState, TcpState};
-use director::dataplane::{Action, Dataplane, DataplaneConfig, StaticNeighbours, Worker};
+use director::dataplane::{
+    Action, Dataplane, DataplaneConfig, IfaceId, Interface, NextHop, StaticNeighbours, Worker,
+};
 use director::forward::{DropReason, L4Csum, MacAddr, Verdict};
 use director::sched::{SchedOptions, SchedulerKind};
 use director::{
@@ -38,10 +40,11 @@ impl Lab {
     fn new(specs: &[ServiceSpec]) -> Lab {
         let dp = Arc::new(Dataplane::new(DataplaneConfig::new(DIRECTOR_MAC, DIP)));
         dp.apply(specs).expect("valid specs");
+        dp.set_active(true);
         let mut neigh = StaticNeighbours::default();
-        neigh.hosts.insert(IpAddr::V4(RS1), RS1_MAC);
-        neigh.hosts.insert(IpAddr::V4(RS2), RS2_MAC);
-        neigh.hosts.insert(IpAddr::V4(CLIENT), CLIENT_MAC);
+        neigh.host(IpAddr::V4(RS1), RS1_MAC);
+        neigh.host(IpAddr::V4(RS2), RS2_MAC);
+        neigh.host(IpAddr::V4(CLIENT), CLIENT_MAC);
         Lab {
             worker: Worker::new(dp, 7).unwrap(),
             neigh,
@@ -60,19 +63,29 @@ impl Lab {
         let events = &mut self.events;
         let action = self.worker.process(
             self.now,
+            IfaceId(0),
             &mut frame,
             L4Csum::Verify,
             &self.neigh,
             &mut |e| events.push(e),
         );
         let out = match action {
-            Action::Handled(Verdict::Transmit { len }) => frame[..len].to_vec(),
-            Action::Handled(Verdict::Encapsulate(h)) => {
+            Action::Handled {
+                verdict: Verdict::Transmit { len },
+                ..
+            } => frame[..len].to_vec(),
+            Action::Handled {
+                verdict: Verdict::Encapsulate(h),
+                ..
+            } => {
                 let mut v = h.prefix().to_vec();
                 v.extend_from_slice(&frame[h.inner()]);
                 v
             }
-            Action::Handled(Verdict::Icmp { reply, .. }) => reply.as_bytes().to_vec(),
+            Action::Handled {
+                verdict: Verdict::Icmp { reply, .. },
+                ..
+            } => reply.as_bytes().to_vec(),
             _ => Vec::new(),
         };
         (action, out)
@@ -190,7 +203,13 @@ fn dr_round_robin_alternates_and_keeps_each_flow_on_its_server() {
         let input = client_tcp(cport, 80, SYN, b"");
         let (action, out) = lab.run(input.clone());
         assert!(
-            matches!(action, Action::Handled(Verdict::Transmit { .. })),
+            matches!(
+                action,
+                Action::Handled {
+                    verdict: Verdict::Transmit { .. },
+                    ..
+                }
+            ),
             "{action:?}"
         );
         let (dmac, src, dst, sp, dp, _) = parse(&out);
@@ -281,7 +300,13 @@ fn nat_maps_the_port_both_ways_with_correct_checksums() {
     )]);
     let (action, out) = lab.run(client_tcp(41_000, 8099, SYN, b""));
     assert!(
-        matches!(action, Action::Handled(Verdict::Transmit { .. })),
+        matches!(
+            action,
+            Action::Handled {
+                verdict: Verdict::Transmit { .. },
+                ..
+            }
+        ),
         "{action:?}"
     );
     let (dmac, src, dst, sp, dp, _) = parse(&out);
@@ -302,7 +327,13 @@ fn nat_maps_the_port_both_ways_with_correct_checksums() {
     );
     let (action, out) = lab.run(reply);
     assert!(
-        matches!(action, Action::Handled(Verdict::Transmit { .. })),
+        matches!(
+            action,
+            Action::Handled {
+                verdict: Verdict::Transmit { .. },
+                ..
+            }
+        ),
         "{action:?}"
     );
     let (dmac, src, dst, sp, dp, _) = parse(&out);
@@ -338,7 +369,13 @@ fn tun_prepends_an_outer_header_and_leaves_the_inner_packet_alone() {
     let input = client_tcp(42_000, 80, SYN, b"");
     let (action, out) = lab.run(input.clone());
     assert!(
-        matches!(action, Action::Handled(Verdict::Encapsulate(_))),
+        matches!(
+            action,
+            Action::Handled {
+                verdict: Verdict::Encapsulate(_),
+                ..
+            }
+        ),
         "{action:?}"
     );
     let outer = etherparse::Ipv4HeaderSlice::from_slice(&out[14..])
@@ -379,7 +416,10 @@ fn mid_flow_packets_without_a_connection_are_dropped_and_counted() {
     let (action, _) = lab.run(client_tcp(43_000, 80, ACK, b"data"));
     assert_eq!(
         action,
-        Action::Handled(Verdict::Drop(DropReason::NoConnection))
+        Action::Handled {
+            verdict: Verdict::Drop(DropReason::NoConnection),
+            egress: IfaceId(0)
+        }
     );
     assert_eq!(lab.dp().drops().get(DropReason::NoConnection), 1);
     assert_eq!(
@@ -421,14 +461,23 @@ fn frames_that_are_not_ours_pass_and_malformed_ones_are_counted() {
     bad[24] ^= 0xff;
     assert_eq!(
         lab.run(bad).0,
-        Action::Handled(Verdict::Drop(DropReason::IpChecksum))
+        Action::Handled {
+            verdict: Verdict::Drop(DropReason::IpChecksum),
+            egress: IfaceId(0)
+        }
     );
     // A TCP segment cut short.
     let mut short = client_tcp(44_001, 80, SYN, b"");
     short.truncate(14 + 20 + 10);
     let (action, _) = lab.run(short);
     assert!(
-        matches!(action, Action::Handled(Verdict::Drop(_))),
+        matches!(
+            action,
+            Action::Handled {
+                verdict: Verdict::Drop(_),
+                ..
+            }
+        ),
         "{action:?}"
     );
     // A bad TCP checksum.
@@ -437,7 +486,10 @@ fn frames_that_are_not_ours_pass_and_malformed_ones_are_counted() {
     badsum[n - 1] ^= 0x55;
     assert_eq!(
         lab.run(badsum).0,
-        Action::Handled(Verdict::Drop(DropReason::L4Checksum))
+        Action::Handled {
+            verdict: Verdict::Drop(DropReason::L4Checksum),
+            egress: IfaceId(0)
+        }
     );
     assert_eq!(lab.dp().drops().total(), 3);
     assert_eq!(
@@ -447,7 +499,13 @@ fn frames_that_are_not_ours_pass_and_malformed_ones_are_counted() {
     );
     // The service still works.
     let (action, _) = lab.run(client_tcp(44_003, 80, SYN, b""));
-    assert!(matches!(action, Action::Handled(Verdict::Transmit { .. })));
+    assert!(matches!(
+        action,
+        Action::Handled {
+            verdict: Verdict::Transmit { .. },
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -520,7 +578,10 @@ fn unknown_next_hop_is_dropped_and_counted() {
     let (action, _) = lab.run(client_tcp(47_000, 80, SYN, b""));
     assert_eq!(
         action,
-        Action::Handled(Verdict::Drop(DropReason::NoNeighbour))
+        Action::Handled {
+            verdict: Verdict::Drop(DropReason::NoNeighbour),
+            egress: IfaceId(0)
+        }
     );
     assert_eq!(lab.dp().drops().get(DropReason::NoNeighbour), 1);
 }
@@ -558,4 +619,127 @@ fn connections_expire_on_the_virtual_clock() {
         0,
         "counters back to 0"
     );
+}
+
+#[test]
+fn a_standby_node_forwards_nothing_and_keeps_its_table_untouched() {
+    let mut lab = Lab::new(&[spec(
+        80,
+        SchedulerKind::Rr,
+        &[(RS1, 80, ForwardMethod::DirectRouting, 1)],
+    )]);
+    lab.dp().set_active(false);
+    let (action, _) = lab.run(client_tcp(49_000, 80, SYN, b""));
+    assert_eq!(
+        action,
+        Action::Handled {
+            verdict: Verdict::Drop(DropReason::Standby),
+            egress: IfaceId(0)
+        }
+    );
+    assert_eq!(lab.dp().conns().len(), 0, "standby creates no connection");
+    assert_eq!(lab.dp().drops().get(DropReason::Standby), 1);
+    lab.dp().set_active(true);
+    let (action, _) = lab.run(client_tcp(49_000, 80, SYN, b""));
+    assert!(matches!(
+        action,
+        Action::Handled {
+            verdict: Verdict::Transmit { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn two_nic_nat_sends_each_direction_out_of_its_own_interface() {
+    // Classic LVS-NAT: clients on the outside NIC (0), real servers on the
+    // inside NIC (1), each with its own MAC.
+    const INSIDE_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 1, 0xd1]);
+    let mut cfg = DataplaneConfig::new(DIRECTOR_MAC, DIP);
+    cfg.ifaces.push(Interface {
+        mac: INSIDE_MAC,
+        ip: Ipv4Addr::new(10, 1, 0, 1),
+        mtu: 1500,
+    });
+    let dp = Arc::new(Dataplane::new(cfg));
+    dp.apply(&[spec(
+        8099,
+        SchedulerKind::Rr,
+        &[(RS1, 80, ForwardMethod::Masquerade, 1)],
+    )])
+    .unwrap();
+    dp.set_active(true);
+    let mut neigh = StaticNeighbours::default();
+    neigh.hosts.insert(
+        IpAddr::V4(RS1),
+        NextHop {
+            iface: IfaceId(1),
+            mac: RS1_MAC,
+        },
+    );
+    neigh.hosts.insert(
+        IpAddr::V4(CLIENT),
+        NextHop {
+            iface: IfaceId(0),
+            mac: CLIENT_MAC,
+        },
+    );
+    let mut w = Worker::new(dp, 3).unwrap();
+    let mut f = client_tcp(50_000, 8099, SYN, b"");
+    let a = w.process(
+        lab_now(),
+        IfaceId(0),
+        &mut f,
+        L4Csum::Verify,
+        &neigh,
+        &mut |_| {},
+    );
+    let Action::Handled {
+        verdict: Verdict::Transmit { len },
+        egress,
+    } = a
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        egress,
+        IfaceId(1),
+        "to the real server: out of the inside NIC"
+    );
+    assert_eq!(f[6..12], INSIDE_MAC.0, "source MAC: the inside NIC's");
+    assert_eq!(parse(&f[..len]).0, RS1_MAC.0);
+    let mut r = tcp(
+        (RS1, 80),
+        (CLIENT, 50_000),
+        SYN | ACK,
+        b"",
+        (RS1_MAC, INSIDE_MAC),
+    );
+    let a = w.process(
+        lab_now(),
+        IfaceId(1),
+        &mut r,
+        L4Csum::Verify,
+        &neigh,
+        &mut |_| {},
+    );
+    let Action::Handled {
+        verdict: Verdict::Transmit { len },
+        egress,
+    } = a
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        egress,
+        IfaceId(0),
+        "back to the client: out of the outside NIC"
+    );
+    assert_eq!(r[6..12], DIRECTOR_MAC.0);
+    let (dmac, src, _, sp, _, _) = parse(&r[..len]);
+    assert_eq!((dmac, src, sp), (CLIENT_MAC.0, VIP, 8099));
+}
+
+fn lab_now() -> Millis {
+    Millis(1_000)
 }

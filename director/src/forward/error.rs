@@ -87,11 +87,14 @@ pub enum DropReason {
     /// The next hop's MAC address is not known yet.
     #[error("next-hop MAC address unknown")]
     NoNeighbour,
+    /// This director is standby: it holds state but forwards nothing.
+    #[error("director is standby")]
+    Standby,
 }
 
 impl DropReason {
     /// Number of reasons (size of [`DropCounters`]).
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -114,6 +117,7 @@ impl DropReason {
         DropReason::NoDestAvailable,
         DropReason::ConnTableFull,
         DropReason::NoNeighbour,
+        DropReason::Standby,
     ];
 
     /// A stable snake_case name, usable as a metrics label. Never changes
@@ -139,6 +143,7 @@ impl DropReason {
             DropReason::NoDestAvailable => "no_dest_available",
             DropReason::ConnTableFull => "conn_table_full",
             DropReason::NoNeighbour => "no_neighbour",
+            DropReason::Standby => "standby",
         }
     }
 
@@ -151,7 +156,7 @@ impl DropReason {
 }
 
 // A variant added without growing COUNT/ALL would index past the counters.
-const _: () = assert!(DropReason::NoNeighbour as usize + 1 == DropReason::COUNT);
+const _: () = assert!(DropReason::Standby as usize + 1 == DropReason::COUNT);
 
 /// One relaxed atomic counter per [`DropReason`], shared by all workers.
 pub struct DropCounters {

@@ -1,0 +1,1 @@
+//! (lands with the daemon work: config)
