@@ -1,0 +1,156 @@
+//! `[dataplane]`: worker threads, connection-table size, tunnel TTL and
+//! checksum verification.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+use toml::Spanned;
+
+use super::error::{ConfigError, Problem, Source};
+use crate::conn::TableConfig;
+use crate::dest::STAT_SLOTS;
+use crate::forward::OuterTtl;
+
+/// Largest `max_connections` accepted: 2^31 entries (128 GiB of table);
+/// anything above is a typo, not a plan.
+pub const MAX_CONNECTIONS_LIMIT: u64 = 1 << 31;
+
+/// `[dataplane]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDataplane {
+    workers: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    tun_ttl: Option<Spanned<TtlValue>>,
+    verify_checksums: Option<bool>,
+}
+
+/// `tun_ttl` as written: a number, or `"inherit"`.
+#[derive(Debug, Clone, Copy)]
+enum TtlValue {
+    Fixed(i64),
+    Inherit,
+}
+
+impl<'de> Deserialize<'de> for TtlValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TtlValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a TTL 1..=255, or \"inherit\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TtlValue, E> {
+                Ok(TtlValue::Fixed(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TtlValue, E> {
+                Ok(TtlValue::Fixed(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TtlValue, E> {
+                if v == "inherit" {
+                    Ok(TtlValue::Inherit)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Dataplane settings, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataplaneSettings {
+    /// Worker threads (default: one per CPU minus one, at least 1, at most
+    /// [`STAT_SLOTS`]).
+    pub workers: usize,
+    /// Most connections plus persistence templates held at once
+    /// (default 2^20).
+    pub max_connections: usize,
+    /// Outer TTL of IPIP packets (default 64).
+    pub tun_ttl: OuterTtl,
+    /// Verify L4 checksums of incoming packets (default true).
+    pub verify_checksums: bool,
+}
+
+impl DataplaneSettings {
+    /// Connection-table sizing for these settings (other fields default).
+    pub fn table_config(&self) -> TableConfig {
+        TableConfig {
+            max_entries: self.max_connections,
+            ..TableConfig::default()
+        }
+    }
+}
+
+impl Default for DataplaneSettings {
+    fn default() -> Self {
+        DataplaneSettings {
+            workers: default_workers(),
+            max_connections: TableConfig::default().max_entries,
+            tun_ttl: OuterTtl::default(),
+            verify_checksums: true,
+        }
+    }
+}
+
+/// One worker per CPU but one (left to the kernel's receive processing),
+/// at least one, at most [`STAT_SLOTS`].
+fn default_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.saturating_sub(1).clamp(1, STAT_SLOTS)
+}
+
+impl RawDataplane {
+    pub(crate) fn validate(self, src: &Source<'_>) -> Result<DataplaneSettings, ConfigError> {
+        let mut s = DataplaneSettings::default();
+        if let Some(w) = self.workers {
+            let n = *w.get_ref();
+            s.workers = match usize::try_from(n) {
+                Ok(0) => return Err(src.invalid(w.span(), Problem::ZeroWorkers)),
+                Ok(n) if n <= STAT_SLOTS => n,
+                _ if n < 0 => return Err(src.invalid(w.span(), Problem::ZeroWorkers)),
+                _ => {
+                    return Err(src.invalid(
+                        w.span(),
+                        Problem::TooManyWorkers {
+                            workers: n,
+                            max: STAT_SLOTS,
+                        },
+                    ));
+                }
+            };
+        }
+        if let Some(m) = self.max_connections {
+            let n = *m.get_ref();
+            s.max_connections = match u64::try_from(n) {
+                Ok(v) if (1..=MAX_CONNECTIONS_LIMIT).contains(&v) => {
+                    usize::try_from(v).unwrap_or(usize::MAX)
+                }
+                _ => {
+                    return Err(src.invalid(
+                        m.span(),
+                        Problem::MaxConnectionsOutOfRange {
+                            value: n,
+                            max: MAX_CONNECTIONS_LIMIT,
+                        },
+                    ));
+                }
+            };
+        }
+        if let Some(t) = self.tun_ttl {
+            s.tun_ttl = match *t.get_ref() {
+                TtlValue::Inherit => OuterTtl::Inherit,
+                TtlValue::Fixed(v) => match u8::try_from(v) {
+                    Ok(ttl) if ttl >= 1 => OuterTtl::Fixed(ttl),
+                    _ => return Err(src.invalid(t.span(), Problem::TunTtlOutOfRange { value: v })),
+                },
+            };
+        }
+        if let Some(v) = self.verify_checksums {
+            s.verify_checksums = v;
+        }
+        Ok(s)
+    }
+}
