@@ -1,7 +1,11 @@
-//! `dirctl`: the director's command-line tool. For now it has the
-//! `realserver` helper (set up, check and undo an LVS real server, and run
-//! the userspace IPIP decapsulator); the ipvsadm-compatible service
-//! commands (`dirctl -A -t VIP:PORT ...`) will join it.
+//! `dirctl`: the director's command-line tool.
+//!
+//! - ipvsadm's syntax (`dirctl -A -t VIP:PORT -s rr`, `dirctl -Ln`, ...),
+//!   sent over gRPC to the director's control API at `--server ADDR`, else
+//!   `$DIRCTL_SERVER`, else 127.0.0.1:7400; parsing and listing layouts
+//!   live in [`director::cli`].
+//! - `dirctl realserver ...`: set up, check and undo an LVS real server,
+//!   and run the userspace IPIP decapsulator.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -24,8 +28,8 @@ struct Cli {
 }
 
 // ipvsadm-style invocations (`dirctl -A -t ...`) start with a flag, not a
-// subcommand; main() will route those to their own parser before clap sees
-// them, so this enum only ever holds the named subcommands.
+// subcommand; main() routes everything but `realserver` to their own parser
+// before clap sees it, so this enum only ever holds the named subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Configure this host as an LVS real server (DR or TUN).
@@ -136,6 +140,14 @@ struct DecapArgs {
 }
 
 fn main() -> ExitCode {
+    // Everything but the `realserver` subcommand is ipvsadm syntax.
+    if std::env::args_os().nth(1).is_none_or(|a| a != "realserver") {
+        let args = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return director::cli::client::main(args);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

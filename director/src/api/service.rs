@@ -1,0 +1,499 @@
+//! The `Control` RPCs over a [`ControlState`].
+//!
+//! Implemented: services (add, edit, delete, clear, get, list), real
+//! servers (add, edit, delete), counters, connections, timeouts and node
+//! status. Rates are not estimated yet (their fields read 0), and VRRP and
+//! sync status are empty. Every other RPC (save/restore, sync status,
+//! failover, which, watch, health) answers UNIMPLEMENTED with a sentence
+//! naming it, until the daemon grows into it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lb_proto::common as pb;
+use lb_proto::control::{self as ctl, control_server::Control};
+use tonic::{Request, Response, Status};
+
+use super::ControlState;
+use super::convert::{self, to_dest_spec, to_service_spec};
+use crate::conn::{ConnState, TcpState};
+use crate::dest::StatsSnapshot;
+use crate::service::{Service, ServiceKey};
+use crate::service_table::ServiceSpec;
+
+/// ipvsadm's longest settable timeout (`MAX_TIMEOUT`): 31 days.
+const MAX_TIMEOUT_S: u32 = 86_400 * 31;
+
+/// The gRPC service over a shared [`ControlState`].
+#[derive(Debug, Clone)]
+pub struct ControlService {
+    state: Arc<ControlState>,
+}
+
+impl ControlService {
+    /// The service over `state`.
+    pub fn new(state: Arc<ControlState>) -> ControlService {
+        ControlService { state }
+    }
+}
+
+/// The answer of an RPC this director does not serve yet.
+fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented by this director yet"))
+}
+
+fn no_service() -> Status {
+    Status::not_found("No such service")
+}
+
+fn no_dest() -> Status {
+    Status::not_found("No such destination")
+}
+
+fn find(specs: &[ServiceSpec], key: ServiceKey) -> Option<usize> {
+    specs.iter().position(|s| s.key == key)
+}
+
+fn to_stats(s: StatsSnapshot) -> pb::Stats {
+    pb::Stats {
+        conns: s.conns,
+        in_packets: s.in_pkts,
+        out_packets: s.out_pkts,
+        in_bytes: s.in_bytes,
+        out_bytes: s.out_bytes,
+    }
+}
+
+fn change(version: u64) -> Response<ctl::ConfigChange> {
+    Response::new(ctl::ConfigChange {
+        config_version: version,
+    })
+}
+
+/// A service as listed: its configuration from the specs, its live
+/// figures from the running table.
+fn service_info(
+    spec: &ServiceSpec,
+    live: Option<&Arc<Service>>,
+    opts: &ctl::ListOptions,
+) -> ctl::ServiceInfo {
+    let mut info = ctl::ServiceInfo {
+        spec: Some(to_service_spec(spec)),
+        ..Default::default()
+    };
+    if opts.include_stats {
+        info.stats = Some(to_stats(
+            live.map(|s| s.stats.snapshot()).unwrap_or_default(),
+        ));
+    }
+    if opts.include_rates {
+        // The rate estimator is not implemented yet.
+        info.rates = Some(pb::Rates::default());
+    }
+    for d in &spec.dests {
+        let dest = live.and_then(|s| s.dest(d.addr));
+        let active = dest.map_or(0, |d| d.active_conns());
+        let inactive = dest.map_or(0, |d| d.inactive_conns());
+        let persist = dest.map_or(0, |d| d.persist_conns());
+        info.active_conns = info.active_conns.saturating_add(active);
+        info.inactive_conns = info.inactive_conns.saturating_add(inactive);
+        info.persistent_conns = info.persistent_conns.saturating_add(persist);
+        if !opts.include_real_servers {
+            continue;
+        }
+        info.real_servers.push(ctl::RealServerInfo {
+            spec: Some(to_dest_spec(d)),
+            active_conns: active,
+            inactive_conns: inactive,
+            persistent_conns: persist,
+            overloaded: dest.is_some_and(|d| d.is_overloaded()),
+            effective_weight: dest.map_or(0, |d| u32::try_from(d.weight().max(0)).unwrap_or(0)),
+            stats: opts
+                .include_stats
+                .then(|| to_stats(dest.map(|d| d.stats.snapshot()).unwrap_or_default())),
+            rates: opts.include_rates.then(pb::Rates::default),
+            health: None,
+        });
+    }
+    info
+}
+
+/// The wall clock, unix ms: the reference for the `*_unix_ms` fields the
+/// API reports. The API is driver code, not the core; it reads no time for
+/// any decision.
+#[allow(clippy::disallowed_methods)]
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn timeouts_response(state: &ControlState, version: u64) -> ctl::TimeoutsResponse {
+    let t = state.dp.conns().timeouts();
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    let (tcp, fin, udp) = t.ipvsadm();
+    let state_timeouts = TcpState::ALL
+        .iter()
+        .map(|s| ConnState::Tcp(*s))
+        .chain([ConnState::Udp])
+        .map(|s| ctl::StateTimeout {
+            state: convert::to_conn_state(s) as i32,
+            timeout_s: secs(t.get(s)),
+        })
+        .collect();
+    ctl::TimeoutsResponse {
+        timeouts: Some(pb::Timeouts {
+            tcp_timeout_s: secs(tcp),
+            tcp_fin_timeout_s: secs(fin),
+            udp_timeout_s: secs(udp),
+        }),
+        state_timeouts,
+        config_version: version,
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn add_service(
+        &self,
+        request: Request<ctl::AddServiceRequest>,
+    ) -> Result<Response<ctl::ConfigChange>, Status> {
+        let req = request.into_inner();
+        let mut spec = convert::service_spec(req.spec.as_ref())?;
+        spec.dests = req
+            .real_servers
+            .iter()
+            .map(|rs| convert::dest_spec(spec.key, Some(rs)))
+            .collect::<Result<_, _>>()?;
+        let ((), version) = self.state.edit(|specs| {
+            if find(specs, spec.key).is_some() {
+                return Err(Status::already_exists("Service already exists"));
+            }
+            specs.push(spec);
+            Ok(())
+        })?;
+        Ok(change(version))
+    }
+
+    async fn edit_service(
+        &self,
+        request: Request<ctl::EditServiceRequest>,
+    ) -> Result<Response<ctl::ConfigChange>, Status> {
+        let spec = convert::service_spec(request.get_ref().spec.as_ref())?;
+        let ((), version) = self.state.edit(|specs| {
+            let i = find(specs, spec.key).ok_or_else(no_service)?;
+            let dests = std::mem::take(&mut specs[i].dests);
+            specs[i] = ServiceSpec { dests, ..spec };
+            Ok(())
+        })?;
+        Ok(change(version))
+    }
+
+    async fn delete_service(
+        &self,
+        request: Request<ctl::DeleteServiceRequest>,
+    ) -> Result<Response<ctl::ConfigChange>, Status> {
+        let key = convert::service_key(request.get_ref().service.as_ref())?;
+        let ((), version) = self.state.edit(|specs| {
+            let i = find(specs, key).ok_or_else(no_service)?;
+            specs.remove(i);
+            Ok(())
+        })?;
+        Ok(change(version))
+    }
+
+    async fn clear_services(
+        &self,
+        _request: Request<ctl::ClearServicesRequest>,
+    ) -> Result<Response<ctl::ConfigChange>, Status> {
+        let ((), version) = self.state.edit(|specs| {
+            specs.clear();
+            Ok(())
+        })?;
+        Ok(change(version))
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<ctl::GetServiceRequest>,
+    ) -> Result<Response<ctl::ServiceInfo>, Status> {
+        let req = request.into_inner();
+        let key = convert::service_key(req.service.as_ref())?;
+        let opts = req.options.unwrap_or_default();
+        let specs = self.state.specs();
+        let spec = specs.iter().find(|s| s.key == key).ok_or_else(no_service)?;
+        let table = self.state.dp.services();
+        Ok(Response::new(service_info(
+            spec,
+            table.get(key.protocol, key.vip),
+            &opts,
+        )))
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ctl::ListServicesRequest>,
+    ) -> Result<Response<ctl::ListServicesResponse>, Status> {
+        let opts = request.into_inner().options.unwrap_or_default();
+        let mut specs = self.state.specs();
+        specs.sort_by_key(|s| s.key);
+        let table = self.state.dp.services();
+        let services = specs
+            .iter()
+            .map(|s| service_info(s, table.get(s.key.protocol, s.key.vip), &opts))
+            .collect();
+        Ok(Response::new(ctl::ListServicesResponse {
+            services,
+            config_version: table.version(),
+        }))
+    }
+
+    async fn add_real_server(
+        &self,
+        request: Request<ctl::AddRealServerRequest>,
+    ) -> Result<Response<ctl::ConfigChange>, Status> {
+        let req = request.into_inner();
+        let key = convert::service_key(req.service.as_ref())?;
+        let dest = convert::dest_spec(key, req.real_server.as_ref())?;
+        let ((), version) = self.state.edit(|specs| {
+            let i = find(specs, key).ok_or_else(no_service)?;
+            if specs[i].dests.iter().any(|d| d.addr == dest.addr) {
+                return Err(Status::already_exists("Destination already exists"));
+            }
+            specs[i].dests.push(dest);
+            Ok(())
+        })?;
+        Ok(change(version))
+    }
+
+    async fn edit_real_server(
+        &self,
+        request: Request<ctl::EditRealServerRequest>,
+    ) -> Result<Response<ctl::ConfigChange>, Status> {
+        let req = request.into_inner();
+        let key = convert::service_key(req.service.as_ref())?;
+        let dest = convert::dest_spec(key, req.real_server.as_ref())?;
+        let ((), version) = self.state.edit(|specs| {
+            let i = find(specs, key).ok_or_else(no_service)?;
+            let d = specs[i]
+                .dests
+                .iter_mut()
+                .find(|d| d.addr == dest.addr)
+                .ok_or_else(no_dest)?;
+            *d = dest;
+            Ok(())
+        })?;
+        Ok(change(version))
+    }
+
+    async fn delete_real_server(
+        &self,
+        request: Request<ctl::DeleteRealServerRequest>,
+    ) -> Result<Response<ctl::ConfigChange>, Status> {
+        let req = request.into_inner();
+        let key = convert::service_key(req.service.as_ref())?;
+        let addr = convert::dest_addr(key, req.address.as_ref())?;
+        let ((), version) = self.state.edit(|specs| {
+            let i = find(specs, key).ok_or_else(no_service)?;
+            let j = specs[i]
+                .dests
+                .iter()
+                .position(|d| d.addr == addr)
+                .ok_or_else(no_dest)?;
+            specs[i].dests.remove(j);
+            Ok(())
+        })?;
+        Ok(change(version))
+    }
+
+    async fn zero_counters(
+        &self,
+        request: Request<ctl::ZeroCountersRequest>,
+    ) -> Result<Response<ctl::ZeroCountersResponse>, Status> {
+        let table = self.state.dp.services();
+        let zero = |s: &Service| {
+            s.stats.zero();
+            for d in &s.dests {
+                d.stats.zero();
+            }
+        };
+        let services_zeroed = match request.get_ref().service.as_ref() {
+            Some(k) => {
+                let key = convert::service_key(Some(k))?;
+                let svc = table.get(key.protocol, key.vip).ok_or_else(no_service)?;
+                zero(svc);
+                1
+            }
+            None => {
+                let all = table.services();
+                all.iter().for_each(|s| zero(s));
+                u32::try_from(all.len()).unwrap_or(u32::MAX)
+            }
+        };
+        Ok(Response::new(ctl::ZeroCountersResponse { services_zeroed }))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<ctl::ListConnectionsRequest>,
+    ) -> Result<Response<ctl::ListConnectionsResponse>, Status> {
+        // A page walks the whole table: keep that off the async workers.
+        let state = Arc::clone(&self.state);
+        let req = request.into_inner();
+        tokio::task::spawn_blocking(move || super::conns::list(&state, &req))
+            .await
+            .map_err(|e| Status::internal(format!("listing connections failed: {e}")))?
+            .map(Response::new)
+    }
+
+    async fn get_timeouts(
+        &self,
+        _request: Request<ctl::GetTimeoutsRequest>,
+    ) -> Result<Response<ctl::TimeoutsResponse>, Status> {
+        Ok(Response::new(timeouts_response(
+            &self.state,
+            self.state.config_version(),
+        )))
+    }
+
+    async fn set_timeouts(
+        &self,
+        request: Request<ctl::SetTimeoutsRequest>,
+    ) -> Result<Response<ctl::TimeoutsResponse>, Status> {
+        let t = request.into_inner().timeouts.unwrap_or_default();
+        for (name, v) in [
+            ("tcp", t.tcp_timeout_s),
+            ("tcpfin", t.tcp_fin_timeout_s),
+            ("udp", t.udp_timeout_s),
+        ] {
+            if v > MAX_TIMEOUT_S {
+                return Err(Status::invalid_argument(format!(
+                    "{name} timeout {v} s is out of range 0..={MAX_TIMEOUT_S} (31 days; 0 = unchanged)"
+                )));
+            }
+        }
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        let version = self
+            .state
+            .bump_version(|| {
+                self.state.dp.conns().timeouts().set_ipvsadm(
+                    secs(t.tcp_timeout_s),
+                    secs(t.tcp_fin_timeout_s),
+                    secs(t.udp_timeout_s),
+                );
+            })
+            .map_err(|e| Status::internal(format!("republishing the services failed: {e}")))?;
+        Ok(Response::new(timeouts_response(&self.state, version)))
+    }
+
+    async fn get_node_status(
+        &self,
+        _request: Request<ctl::GetNodeStatusRequest>,
+    ) -> Result<Response<ctl::NodeStatus>, Status> {
+        let st = &self.state;
+        let table = st.dp.services();
+        let conns = st.dp.conns();
+        let (mut active, mut inactive) = (0u64, 0u64);
+        for s in table.services() {
+            for d in &s.dests {
+                active += u64::from(d.active_conns());
+                inactive += u64::from(d.inactive_conns());
+            }
+        }
+        let mut drops: Vec<ctl::DropCounter> = st
+            .dp
+            .drops()
+            .snapshot()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| ctl::DropCounter {
+                reason: r.as_str().to_owned(),
+                packets: *n,
+            })
+            .collect();
+        drops.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+        Ok(Response::new(ctl::NodeStatus {
+            node_name: st.node.clone(),
+            node_id: String::new(),
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_ms: u64::try_from(st.uptime().as_millis()).unwrap_or(u64::MAX),
+            now_unix_ms: unix_now_ms(),
+            vrrp_instances: Vec::new(),
+            sync: None,
+            connections: Some(ctl::ConnectionCounts {
+                total: conns.len() as u64,
+                active,
+                inactive,
+                templates: conns.template_count() as u64,
+                synced: 0,
+            }),
+            config_version: table.version(),
+            dataplane: Some(ctl::DataplaneStatus {
+                mode: if st.dp.is_active() {
+                    ctl::DataplaneMode::Active
+                } else {
+                    ctl::DataplaneMode::Standby
+                } as i32,
+                io_backend: String::new(),
+                workers: 0,
+                interfaces: Vec::new(),
+                rx_packets: 0,
+                tx_packets: 0,
+                dropped_packets: st.dp.drops().total(),
+                drops,
+            }),
+        }))
+    }
+
+    async fn get_service_table(
+        &self,
+        _request: Request<ctl::GetServiceTableRequest>,
+    ) -> Result<Response<pb::ServiceTable>, Status> {
+        Err(not_yet("GetServiceTable (ipvsadm -S)"))
+    }
+
+    async fn apply_rules(
+        &self,
+        _request: Request<ctl::ApplyRulesRequest>,
+    ) -> Result<Response<ctl::ApplyRulesResponse>, Status> {
+        Err(not_yet("ApplyRules (ipvsadm -R)"))
+    }
+
+    async fn get_sync_status(
+        &self,
+        _request: Request<ctl::GetSyncStatusRequest>,
+    ) -> Result<Response<ctl::SyncStatus>, Status> {
+        Err(not_yet("GetSyncStatus"))
+    }
+
+    async fn failover(
+        &self,
+        _request: Request<ctl::FailoverRequest>,
+    ) -> Result<Response<ctl::FailoverResponse>, Status> {
+        Err(not_yet("Failover"))
+    }
+
+    async fn which(
+        &self,
+        _request: Request<ctl::WhichRequest>,
+    ) -> Result<Response<ctl::WhichResponse>, Status> {
+        Err(not_yet("Which"))
+    }
+
+    /// Server stream of [`ctl::WatchSnapshot`]s.
+    type WatchStream = tonic::codegen::BoxStream<ctl::WatchSnapshot>;
+
+    async fn watch(
+        &self,
+        _request: Request<ctl::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(not_yet("Watch"))
+    }
+
+    async fn get_health(
+        &self,
+        _request: Request<ctl::GetHealthRequest>,
+    ) -> Result<Response<ctl::GetHealthResponse>, Status> {
+        Err(not_yet("GetHealth"))
+    }
+}

@@ -1,0 +1,340 @@
+//! Runs a parsed ipvsadm command against a director's control API.
+//!
+//! The server is `--server ADDR`, else `$DIRCTL_SERVER`, else
+//! [`DEFAULT_SERVER`]. Errors are one line on stderr: the director's own
+//! sentence for a refused request ("dirctl: No such service"), or what was
+//! tried for an unreachable one ("dirctl: cannot reach director at
+//! 127.0.0.1:7400: connection refused (set --server or DIRCTL_SERVER)").
+//! Exit status: 0 done, 1 refused or unreachable, 2 bad command line.
+
+use std::error::Error as _;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lb_proto::common as pb;
+use lb_proto::control::{self as ctl, control_client::ControlClient};
+use tonic::transport::{Channel, Endpoint};
+
+use super::args::{self, Command, Invocation, ServerOpts, ServiceArg, ServiceOpts};
+use super::format::{self, ListFormat, endpoint};
+use crate::api::convert::{to_method, to_protocol};
+
+/// Where the control API listens unless told otherwise.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:7400";
+
+/// The environment variable naming the server.
+pub const SERVER_ENV: &str = "DIRCTL_SERVER";
+
+/// How long to wait for the director to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a command did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The director could not be reached.
+    #[error("cannot reach director at {server}: {reason} (set --server or {SERVER_ENV})")]
+    Unreachable {
+        /// The address tried.
+        server: String,
+        /// Why, in a few words ("connection refused").
+        reason: String,
+    },
+    /// The director refused the request; its sentence.
+    #[error("{0}")]
+    Refused(String),
+    /// Writing the output failed.
+    #[error("writing the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// The innermost cause of a transport error, as a few lowercase words.
+fn reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut last = e.to_string();
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            use io::ErrorKind as K;
+            return match io.kind() {
+                kind @ (K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::TimedOut
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::AddrNotAvailable) => kind.to_string(),
+                _ => io.to_string(),
+            };
+        }
+        last = err.to_string();
+        cur = err.source();
+    }
+    last
+}
+
+fn status_error(server: &str, s: tonic::Status) -> ClientError {
+    if s.code() == tonic::Code::Unavailable {
+        let why = s.source().map_or_else(|| s.message().to_owned(), reason);
+        ClientError::Unreachable {
+            server: server.to_owned(),
+            reason: why,
+        }
+    } else {
+        ClientError::Refused(s.message().to_owned())
+    }
+}
+
+/// Connect to the control API at `server` (`host:port`, or a full URI).
+pub async fn connect(server: &str) -> Result<ControlClient<Channel>, ClientError> {
+    let uri = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    let unreachable = |reason: String| ClientError::Unreachable {
+        server: server.to_owned(),
+        reason,
+    };
+    let ep = Endpoint::from_shared(uri)
+        .map_err(|_| unreachable("not a valid address (expected HOST:PORT)".into()))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = ep.connect().await.map_err(|e| unreachable(reason(&e)))?;
+    Ok(ControlClient::new(channel))
+}
+
+fn key(s: ServiceArg) -> pb::ServiceKey {
+    pb::ServiceKey {
+        protocol: to_protocol(s.protocol) as i32,
+        vip: Some(endpoint(s.vip)),
+        fwmark: 0,
+        family: 0,
+    }
+}
+
+fn service_spec(o: &ServiceOpts) -> pb::ServiceSpec {
+    pb::ServiceSpec {
+        key: Some(key(o.service)),
+        scheduler: o.scheduler.map(|s| s.name().to_owned()).unwrap_or_default(),
+        scheduler_flags: Some(pb::SchedulerFlags {
+            hash_fallback: o.flags.fallback,
+            hash_port: o.flags.port,
+            mh_table_size: 0,
+        }),
+        persistence: o.persistent.map(|t| pb::Persistence {
+            timeout_s: t.unwrap_or(0),
+            netmask_prefix_len: o.netmask.map(u32::from),
+        }),
+        one_packet: false,
+        health_check: None,
+    }
+}
+
+fn server_spec(o: &ServerOpts) -> pb::RealServerSpec {
+    pb::RealServerSpec {
+        address: Some(endpoint(o.server)),
+        method: o.method.map_or(pb::ForwardMethod::Unspecified, to_method) as i32,
+        weight: o.weight,
+        upper_threshold: o.upper.unwrap_or(0),
+        lower_threshold: o.lower.unwrap_or(0),
+        tunnel: None,
+        health_check: None,
+    }
+}
+
+/// Run one command against `server`, writing listings to `out`.
+pub async fn execute(
+    command: &Command,
+    server: &str,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
+    let mut c = connect(server).await?;
+    let fail = |s| status_error(server, s);
+    match command {
+        Command::AddService(o) => {
+            c.add_service(ctl::AddServiceRequest {
+                spec: Some(service_spec(o)),
+                real_servers: Vec::new(),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::EditService(o) => {
+            c.edit_service(ctl::EditServiceRequest {
+                spec: Some(service_spec(o)),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::DeleteService(s) => {
+            c.delete_service(ctl::DeleteServiceRequest {
+                service: Some(key(*s)),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::Clear => {
+            c.clear_services(ctl::ClearServicesRequest {})
+                .await
+                .map_err(fail)?;
+        }
+        Command::AddServer(o) => {
+            c.add_real_server(ctl::AddRealServerRequest {
+                service: Some(key(o.service)),
+                real_server: Some(server_spec(o)),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::EditServer(o) => {
+            c.edit_real_server(ctl::EditRealServerRequest {
+                service: Some(key(o.service)),
+                real_server: Some(server_spec(o)),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::DeleteServer { service, server } => {
+            c.delete_real_server(ctl::DeleteRealServerRequest {
+                service: Some(key(*service)),
+                address: Some(endpoint(*server)),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::Zero(s) => {
+            c.zero_counters(ctl::ZeroCountersRequest {
+                service: s.map(key),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::SetTimeouts { tcp, tcpfin, udp } => {
+            c.set_timeouts(ctl::SetTimeoutsRequest {
+                timeouts: Some(pb::Timeouts {
+                    tcp_timeout_s: *tcp,
+                    tcp_fin_timeout_s: *tcpfin,
+                    udp_timeout_s: *udp,
+                }),
+            })
+            .await
+            .map_err(fail)?;
+        }
+        Command::List(l) if l.timeout => {
+            let t = c
+                .get_timeouts(ctl::GetTimeoutsRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner();
+            out.write_all(format::timeouts(&t.timeouts.unwrap_or_default()).as_bytes())?;
+        }
+        Command::List(l) if l.connections => {
+            out.write_all(format::connections_title().as_bytes())?;
+            let mut token = String::new();
+            loop {
+                let page = c
+                    .list_connections(ctl::ListConnectionsRequest {
+                        include_templates: true,
+                        page_size: 10_000,
+                        page_token: token,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                let mut text = String::new();
+                for conn in &page.connections {
+                    format::connection_line(&mut text, conn);
+                }
+                out.write_all(text.as_bytes())?;
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+        Command::List(l) => {
+            let fmt = ListFormat {
+                stats: l.stats,
+                exact: l.exact,
+            };
+            let options = Some(ctl::ListOptions {
+                include_real_servers: true,
+                include_stats: l.stats,
+                include_rates: false,
+                include_health: false,
+            });
+            let text = match l.service {
+                Some(s) => {
+                    let info = c
+                        .get_service(ctl::GetServiceRequest {
+                            service: Some(key(s)),
+                            options,
+                        })
+                        .await
+                        .map_err(fail)?
+                        .into_inner();
+                    format::list_one(&info, fmt)
+                }
+                None => {
+                    let all = c
+                        .list_services(ctl::ListServicesRequest { options })
+                        .await
+                        .map_err(fail)?
+                        .into_inner();
+                    format::list_all(&all.services, fmt)
+                }
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::Help | Command::Version => {}
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `dirctl` with ipvsadm arguments (without the program name).
+pub fn main(argv: Vec<String>) -> ExitCode {
+    let inv: Invocation = match args::parse(&argv) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("dirctl: {e}\nTry `dirctl -h' for more information.");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    match inv.command {
+        Command::Help => {
+            let _ = stdout.write_all(args::usage().as_bytes());
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            let _ = writeln!(stdout, "dirctl {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let server = inv
+        .server
+        .clone()
+        .or_else(|| std::env::var(SERVER_ENV).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dirctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(execute(&inv.command, &server, &mut stdout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `dirctl -Lnc | head`: the reader left; not an error worth a line.
+        Err(ClientError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dirctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,579 @@
+//! ipvsadm's listing layouts, column for column: `-Ln`, `-Ln --stats`
+//! (with and without `--exact`), `-Lnc` and `-L --timeout`, rendered from
+//! the control API's messages. Scripts that parse ipvsadm's output parse
+//! these.
+//!
+//! Addresses are always numeric (`-n` or not). The banner's version and
+//! size are IPVS's (1.2.1, a 4096-bucket connection hash): constant, for
+//! scripts that skip or match the first line.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use lb_proto::common as pb;
+use lb_proto::control as ctl;
+
+/// The first line of `ipvsadm -L`.
+pub const BANNER: &str = "IP Virtual Server version 1.2.1 (size=4096)";
+
+/// What a service listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListFormat {
+    /// `--stats`: counters instead of weights and connections.
+    pub stats: bool,
+    /// `--exact`: no K/M/G/T abbreviation of counters.
+    pub exact: bool,
+}
+
+/// An endpoint as ipvsadm prints it numerically: `ip:port`, `[ip6]:port`.
+/// An unparsable address is printed as received.
+pub fn addr_port(ep: Option<&pb::Endpoint>) -> String {
+    let Some(ep) = ep else {
+        return String::from("0.0.0.0:0");
+    };
+    match ep.ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}", ep.port),
+        Ok(IpAddr::V4(ip)) => format!("{ip}:{}", ep.port),
+        Err(_) => format!("{}:{}", ep.ip, ep.port),
+    }
+}
+
+fn is_v6(ep: Option<&pb::Endpoint>) -> bool {
+    ep.is_some_and(|e| e.ip.contains(':'))
+}
+
+/// A counter in a 9-column field: abbreviated past 10^8 (K, M, G, T, as
+/// ipvsadm's `print_largenum`), or exact with `--exact` (widened when it
+/// does not fit).
+pub fn largenum(n: u64, exact: bool) -> String {
+    if exact {
+        let digits = n.to_string();
+        let width = if digits.len() <= 8 {
+            9
+        } else {
+            digits.len() + 1
+        };
+        return format!("{digits:>width$}");
+    }
+    match n {
+        0..100_000_000 => format!("{n:9}"),
+        100_000_000..1_000_000_000 => format!("{:8}K", n / 1_000),
+        1_000_000_000..100_000_000_000 => format!("{:8}M", n / 1_000_000),
+        100_000_000_000..100_000_000_000_000 => format!("{:8}G", n / 1_000_000_000),
+        _ => format!("{:8}T", n / 1_000_000_000_000),
+    }
+}
+
+fn protocol_name(p: i32) -> &'static str {
+    match pb::Protocol::try_from(p) {
+        Ok(pb::Protocol::Tcp) => "TCP",
+        Ok(pb::Protocol::Udp) => "UDP",
+        _ => "IP",
+    }
+}
+
+fn method_name(m: i32) -> &'static str {
+    match pb::ForwardMethod::try_from(m) {
+        Ok(pb::ForwardMethod::Tunnel) => "Tunnel",
+        Ok(pb::ForwardMethod::Nat) => "Masq",
+        _ => "Route",
+    }
+}
+
+/// A dotted IPv4 mask from a prefix length.
+fn dotted_mask(prefix: u32) -> Ipv4Addr {
+    let bits = match prefix {
+        0 => 0,
+        p => u32::MAX << (32 - p.min(32)),
+    };
+    Ipv4Addr::from(bits)
+}
+
+/// `TCP  10.0.0.1:80`, cut at 33 columns for IPv4 as ipvsadm does.
+fn service_name(key: Option<&pb::ServiceKey>) -> String {
+    let Some(key) = key else {
+        return String::from("?");
+    };
+    if key.fwmark != 0 {
+        return match pb::AddressFamily::try_from(key.family) {
+            Ok(pb::AddressFamily::Ipv6) => format!("FWM  {} IPv6", key.fwmark),
+            _ => format!("FWM  {}", key.fwmark),
+        };
+    }
+    let mut name = format!(
+        "{}  {}",
+        protocol_name(key.protocol),
+        addr_port(key.vip.as_ref())
+    );
+    if !is_v6(key.vip.as_ref()) {
+        truncate(&mut name, 33);
+    }
+    name
+}
+
+fn truncate(s: &mut String, n: usize) {
+    if let Some((i, _)) = s.char_indices().nth(n) {
+        s.truncate(i);
+    }
+}
+
+/// `(sh-fallback,sh-port)`: the scheduler flags as ipvsadm names them for
+/// the scheduler.
+fn sched_flags(spec: &pb::ServiceSpec) -> Option<String> {
+    let f = spec.scheduler_flags.as_ref()?;
+    let (fallback, port) = match spec.scheduler.as_str() {
+        "sh" => ("sh-fallback", "sh-port"),
+        "mh" => ("mh-fallback", "mh-port"),
+        _ => ("flag-1", "flag-2"),
+    };
+    let names: Vec<&str> = [(f.hash_fallback, fallback), (f.hash_port, port)]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+    (!names.is_empty()).then(|| names.join(","))
+}
+
+/// The column titles of a service listing.
+pub fn title(fmt: ListFormat) -> String {
+    if fmt.stats {
+        format!(
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        )
+    } else {
+        String::from(
+            "Prot LocalAddress:Port Scheduler Flags\n  \
+             -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+        )
+    }
+}
+
+/// One service and its real servers (sorted by address, then port).
+pub fn service_entry(out: &mut String, svc: &ctl::ServiceInfo, fmt: ListFormat) {
+    let default_spec = pb::ServiceSpec::default();
+    let spec = svc.spec.as_ref().unwrap_or(&default_spec);
+    let key = spec.key.as_ref();
+    let name = service_name(key);
+    let v6 = is_v6(key.and_then(|k| k.vip.as_ref()));
+    if fmt.stats {
+        let s = svc.stats.unwrap_or_default();
+        let _ = write!(out, "{name:<33}");
+        stats_columns(out, &s, fmt.exact);
+    } else {
+        let _ = write!(out, "{name} {}", spec.scheduler);
+        if let Some(flags) = sched_flags(spec) {
+            let _ = write!(out, " ({flags})");
+        }
+        if let Some(p) = &spec.persistence {
+            let _ = write!(out, " persistent {}", p.timeout_s);
+            let full = if v6 { 128 } else { 32 };
+            let prefix = p.netmask_prefix_len.unwrap_or(full);
+            if prefix != full {
+                if v6 {
+                    let _ = write!(out, " mask {prefix}");
+                } else {
+                    let _ = write!(out, " mask {}", dotted_mask(prefix));
+                }
+            }
+        }
+        if spec.one_packet {
+            out.push_str(" ops");
+        }
+    }
+    out.push('\n');
+
+    let mut dests: Vec<&ctl::RealServerInfo> = svc.real_servers.iter().collect();
+    dests.sort_by_key(|d| sort_key(d.spec.as_ref().and_then(|s| s.address.as_ref())));
+    for d in dests {
+        let default_rs = pb::RealServerSpec::default();
+        let rs = d.spec.as_ref().unwrap_or(&default_rs);
+        let mut dname = addr_port(rs.address.as_ref());
+        if !v6 {
+            truncate(&mut dname, 28);
+        }
+        if fmt.stats {
+            let _ = write!(out, "  -> {dname:<28}");
+            stats_columns(out, &d.stats.unwrap_or_default(), fmt.exact);
+            out.push('\n');
+        } else {
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
+                method_name(rs.method),
+                rs.weight.unwrap_or(1),
+                d.active_conns,
+                d.inactive_conns
+            );
+        }
+    }
+}
+
+fn sort_key(ep: Option<&pb::Endpoint>) -> (Option<IpAddr>, u32) {
+    ep.map_or((None, 0), |e| (e.ip.parse().ok(), e.port))
+}
+
+fn stats_columns(out: &mut String, s: &pb::Stats, exact: bool) {
+    for n in [
+        s.conns,
+        s.in_packets,
+        s.out_packets,
+        s.in_bytes,
+        s.out_bytes,
+    ] {
+        out.push_str(&largenum(n, exact));
+    }
+}
+
+/// `ipvsadm -Ln` (`--stats`): the banner, the titles and every service.
+pub fn list_all(services: &[ctl::ServiceInfo], fmt: ListFormat) -> String {
+    let mut out = format!("{BANNER}\n");
+    out.push_str(&title(fmt));
+    for s in services {
+        service_entry(&mut out, s, fmt);
+    }
+    out
+}
+
+/// `ipvsadm -Ln -t VIP:PORT`: the titles and one service (no banner).
+pub fn list_one(service: &ctl::ServiceInfo, fmt: ListFormat) -> String {
+    let mut out = title(fmt);
+    service_entry(&mut out, service, fmt);
+    out
+}
+
+/// The title lines of `ipvsadm -Lnc`.
+pub fn connections_title() -> String {
+    format!(
+        "IPVS connection entries\npro expire {:<11} {:<18} {:<18} {}\n",
+        "state", "source", "virtual", "destination"
+    )
+}
+
+/// One line of `ipvsadm -Lnc`: protocol, time left as mm:ss, state, then
+/// client, virtual and real server addresses.
+pub fn connection_line(out: &mut String, c: &ctl::Connection) {
+    let default_entry = pb::ConnEntry::default();
+    let e = c.entry.as_ref().unwrap_or(&default_entry);
+    let secs = e.remaining_timeout_ms / 1000;
+    let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
+    let state = if c.state_name.is_empty() {
+        "NONE"
+    } else {
+        c.state_name.as_str()
+    };
+    let _ = writeln!(
+        out,
+        "{:<3} {expire:<6} {state:<11} {:<18} {:<18} {}",
+        protocol_name(e.protocol),
+        addr_port(e.client.as_ref()),
+        addr_port(e.vip.as_ref()),
+        addr_port(e.real_server.as_ref())
+    );
+}
+
+/// `ipvsadm -Lnc` for a list of entries.
+pub fn list_connections(conns: &[ctl::Connection]) -> String {
+    let mut out = connections_title();
+    for c in conns {
+        connection_line(&mut out, c);
+    }
+    out
+}
+
+/// `ipvsadm -L --timeout`.
+pub fn timeouts(t: &pb::Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp_timeout_s, t.tcp_fin_timeout_s, t.udp_timeout_s
+    )
+}
+
+/// A socket address as a wire endpoint (for building requests).
+pub fn endpoint(addr: SocketAddr) -> pb::Endpoint {
+    pb::Endpoint {
+        ip: addr.ip().to_string(),
+        port: u32::from(addr.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str) -> Option<pb::Endpoint> {
+        Some(endpoint(s.parse().unwrap()))
+    }
+
+    fn stats(base: u64) -> Option<pb::Stats> {
+        Some(pb::Stats {
+            conns: base,
+            in_packets: base * 10,
+            out_packets: base * 7,
+            in_bytes: base * 10 * 1_480,
+            out_bytes: base * 7 * 9_000,
+        })
+    }
+
+    fn rs(
+        addr: &str,
+        method: pb::ForwardMethod,
+        weight: u32,
+        a: u32,
+        i: u32,
+    ) -> ctl::RealServerInfo {
+        ctl::RealServerInfo {
+            spec: Some(pb::RealServerSpec {
+                address: ep(addr),
+                method: method as i32,
+                weight: Some(weight),
+                ..Default::default()
+            }),
+            active_conns: a,
+            inactive_conns: i,
+            stats: stats(u64::from(a + i) * 1_000),
+            ..Default::default()
+        }
+    }
+
+    /// A fixed table: a persistent DR web service, a sh NAT service with
+    /// flags, a UDP DNS service, an IPv6 service.
+    fn table() -> Vec<ctl::ServiceInfo> {
+        let svc = |proto: pb::Protocol, vip: &str, sched: &str| pb::ServiceSpec {
+            key: Some(pb::ServiceKey {
+                protocol: proto as i32,
+                vip: ep(vip),
+                ..Default::default()
+            }),
+            scheduler: sched.into(),
+            scheduler_flags: Some(pb::SchedulerFlags {
+                mh_table_size: 4093,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut web = svc(pb::Protocol::Tcp, "192.0.2.10:80", "wlc");
+        web.persistence = Some(pb::Persistence {
+            timeout_s: 360,
+            netmask_prefix_len: Some(24),
+        });
+        let mut nat = svc(pb::Protocol::Tcp, "192.0.2.10:8080", "sh");
+        nat.scheduler_flags = Some(pb::SchedulerFlags {
+            hash_fallback: true,
+            hash_port: true,
+            mh_table_size: 4093,
+        });
+        let dns = svc(pb::Protocol::Udp, "192.0.2.53:53", "rr");
+        let v6 = svc(pb::Protocol::Tcp, "[2001:db8::10]:443", "wrr");
+        vec![
+            ctl::ServiceInfo {
+                spec: Some(web),
+                real_servers: vec![
+                    rs("10.0.0.22:80", pb::ForwardMethod::Dr, 1, 3, 12),
+                    rs("10.0.0.21:80", pb::ForwardMethod::Dr, 3, 140, 2_000_000),
+                    rs("10.0.0.3:80", pb::ForwardMethod::Tunnel, 0, 0, 0),
+                ],
+                stats: Some(pb::Stats {
+                    conns: 123_456_789,
+                    in_packets: 9_876_543_210,
+                    out_packets: 0,
+                    in_bytes: 1_234_567_890_123_456,
+                    out_bytes: 99_999_999,
+                }),
+                ..Default::default()
+            },
+            ctl::ServiceInfo {
+                spec: Some(nat),
+                real_servers: vec![rs("10.0.1.1:8000", pb::ForwardMethod::Nat, 65535, 1, 0)],
+                stats: stats(1),
+                ..Default::default()
+            },
+            ctl::ServiceInfo {
+                spec: Some(dns),
+                real_servers: vec![rs("10.0.0.21:53", pb::ForwardMethod::Dr, 1, 0, 42)],
+                stats: stats(42),
+                ..Default::default()
+            },
+            ctl::ServiceInfo {
+                spec: Some(v6),
+                real_servers: vec![rs("[2001:db8::21]:443", pb::ForwardMethod::Dr, 2, 1, 1)],
+                stats: stats(2),
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn golden_list_numeric() {
+        let got = list_all(&table(), ListFormat::default());
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
+  -> 10.0.0.3:80                  Tunnel  0      0          0         
+  -> 10.0.0.21:80                 Route   3      140        2000000   
+  -> 10.0.0.22:80                 Route   1      3          12        
+TCP  192.0.2.10:8080 sh (sh-fallback,sh-port)
+  -> 10.0.1.1:8000                Masq    65535  1          0         
+UDP  192.0.2.53:53 rr
+  -> 10.0.0.21:53                 Route   1      0          42        
+TCP  [2001:db8::10]:443 wrr
+  -> [2001:db8::21]:443           Route   2      1          1         
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_list_stats() {
+        let fmt = ListFormat {
+            stats: true,
+            exact: false,
+        };
+        let got = list_all(&table(), fmt);
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80                 123456K    9876M        0    1234T 99999999
+  -> 10.0.0.3:80                         0        0        0        0        0
+  -> 10.0.0.21:80                    2000M   20001M   14000M   29602G     126T
+  -> 10.0.0.22:80                    15000   150000   105000  222000K  945000K
+TCP  192.0.2.10:8080                     1       10        7    14800    63000
+  -> 10.0.1.1:8000                    1000    10000     7000 14800000 63000000
+UDP  192.0.2.53:53                      42      420      294   621600  2646000
+  -> 10.0.0.21:53                    42000   420000   294000  621600K    2646M
+TCP  [2001:db8::10]:443                  2       20       14    29600   126000
+  -> [2001:db8::21]:443               2000    20000    14000 29600000  126000K
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_list_stats_exact() {
+        let fmt = ListFormat {
+            stats: true,
+            exact: true,
+        };
+        let got = list_one(&table()[0], fmt);
+        let want = "\
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80                123456789 9876543210        0 1234567890123456 99999999
+  -> 10.0.0.3:80                         0        0        0        0        0
+  -> 10.0.0.21:80                 2000140000 20001400000 14000980000 29602072000000 126008820000000
+  -> 10.0.0.22:80                    15000   150000   105000 222000000 945000000
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_connections() {
+        let conn = |proto: pb::Protocol, ms: u32, state: &str, c: &str, v: &str, d: &str| {
+            ctl::Connection {
+                entry: Some(pb::ConnEntry {
+                    protocol: proto as i32,
+                    client: ep(c),
+                    vip: ep(v),
+                    real_server: ep(d),
+                    remaining_timeout_ms: ms,
+                    ..Default::default()
+                }),
+                from_sync: false,
+                state_name: state.into(),
+            }
+        };
+        let got = list_connections(&[
+            conn(
+                pb::Protocol::Tcp,
+                359_999,
+                "NONE",
+                "203.0.113.0:0",
+                "192.0.2.10:80",
+                "10.0.0.21:80",
+            ),
+            conn(
+                pb::Protocol::Tcp,
+                899_400,
+                "ESTABLISHED",
+                "203.0.113.7:40312",
+                "192.0.2.10:80",
+                "10.0.0.21:80",
+            ),
+            conn(
+                pb::Protocol::Tcp,
+                59_000,
+                "SYN_RECV",
+                "198.51.100.200:65535",
+                "192.0.2.10:8080",
+                "10.0.1.1:8000",
+            ),
+            conn(
+                pb::Protocol::Udp,
+                300_000,
+                "UDP",
+                "203.0.113.7:5353",
+                "192.0.2.53:53",
+                "10.0.0.21:53",
+            ),
+            conn(
+                pb::Protocol::Tcp,
+                9_999,
+                "CLOSE",
+                "[2001:db8::7]:40000",
+                "[2001:db8::10]:443",
+                "[2001:db8::21]:443",
+            ),
+        ]);
+        let want = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 05:59  NONE        203.0.113.0:0      192.0.2.10:80      10.0.0.21:80
+TCP 14:59  ESTABLISHED 203.0.113.7:40312  192.0.2.10:80      10.0.0.21:80
+TCP 00:59  SYN_RECV    198.51.100.200:65535 192.0.2.10:8080    10.0.1.1:8000
+UDP 05:00  UDP         203.0.113.7:5353   192.0.2.53:53      10.0.0.21:53
+TCP 00:09  CLOSE       [2001:db8::7]:40000 [2001:db8::10]:443 [2001:db8::21]:443
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_timeouts() {
+        let t = pb::Timeouts {
+            tcp_timeout_s: 900,
+            tcp_fin_timeout_s: 120,
+            udp_timeout_s: 300,
+        };
+        assert_eq!(timeouts(&t), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    }
+
+    #[test]
+    fn largenum_matches_ipvsadm() {
+        assert_eq!(largenum(0, false), "        0");
+        assert_eq!(largenum(99_999_999, false), " 99999999");
+        assert_eq!(largenum(100_000_000, false), "  100000K");
+        assert_eq!(largenum(1_000_000_000, false), "    1000M");
+        assert_eq!(largenum(100_000_000_000, false), "     100G");
+        assert_eq!(largenum(100_000_000_000_000, false), "     100T");
+        assert_eq!(largenum(u64::MAX, false), "18446744T");
+        assert_eq!(largenum(12_345_678, true), " 12345678");
+        assert_eq!(largenum(123_456_789, true), " 123456789");
+        assert_eq!(dotted_mask(0), Ipv4Addr::new(0, 0, 0, 0));
+        assert_eq!(dotted_mask(20), Ipv4Addr::new(255, 255, 240, 0));
+    }
+
+    #[test]
+    fn long_names_are_cut_like_ipvsadm() {
+        let mut s = String::from("TCP  255.255.255.255:65535-and-then-some");
+        truncate(&mut s, 33);
+        assert_eq!(s.len(), 33);
+        // Missing pieces render, never panic.
+        let mut out = String::new();
+        service_entry(
+            &mut out,
+            &ctl::ServiceInfo::default(),
+            ListFormat::default(),
+        );
+        connection_line(&mut out, &ctl::Connection::default());
+        assert!(out.contains('?'));
+    }
+}

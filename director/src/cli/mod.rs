@@ -1,0 +1,7 @@
+//! `dirctl`'s ipvsadm side: the command-line syntax ([`args`]), the
+//! listing layouts ([`format`]) — pure functions, unit tested without a
+//! server — and the gRPC client that runs a parsed command ([`client`]).
+
+pub mod args;
+pub mod client;
+pub mod format;
