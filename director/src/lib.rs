@@ -13,9 +13,12 @@
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod arp;
+pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod daemon;
 pub mod dataplane;
 pub mod dest;
 pub mod forward;

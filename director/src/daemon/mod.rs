@@ -1,0 +1,297 @@
+//! `directord`: the dataplane driven by real packets.
+//!
+//! ```text
+//!   data interface(s) ──AF_PACKET ring (fanout by flow)──► worker threads ──► sendmmsg
+//!          │                                                 │ reads
+//!          └──AF_PACKET (ARP only)──► ARP thread per iface ──┘ neighbour views (ArcSwap)
+//!                                      ▲ wants (bounded channel)
+//!   tokio control runtime: signals (HUP reload, USR1 active, USR2 standby, TERM stop),
+//!   connection expiry, gratuitous ARP on becoming active, the gRPC control API
+//! ```
+//!
+//! Workers never block on the control side: they read published snapshots
+//! (services, neighbours) and push resolution requests into a bounded
+//! channel. The kernel on the director is kept out of the VIP traffic
+//! ([`kernel`]).
+
+pub mod clock;
+pub mod kernel;
+pub mod routes;
+pub mod worker;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+
+use crate::conn::TableConfig;
+use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
+use crate::forward::OuterTtl;
+use crate::io::{Filter, if_info};
+use crate::service_table::ServiceSpec;
+use crate::types::ForwardMethod;
+
+use clock::Clock;
+use routes::{RouteIface, Routes, Want};
+use worker::{SharedFilter, WorkerSpec};
+
+/// One data interface as the daemon runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfacePlan {
+    /// Kernel name.
+    pub name: String,
+    /// The director's own address on it.
+    pub addr: Ipv4Addr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// Router for destinations off its subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// Addresses answered for in ARP on it while active (VIPs, and the NAT
+    /// inside gateway VIP).
+    pub vips: Vec<Ipv4Addr>,
+}
+
+/// Everything the daemon needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct DaemonPlan {
+    /// Node name.
+    pub node: String,
+    /// Data interfaces, in `IfaceId` order.
+    pub ifaces: Vec<IfacePlan>,
+    /// Virtual services.
+    pub specs: Vec<ServiceSpec>,
+    /// `ipvsadm --set tcp tcpfin udp`.
+    pub timeouts: (Duration, Duration, Duration),
+    /// Worker threads per data interface.
+    pub workers: usize,
+    /// Connection table bound.
+    pub max_connections: usize,
+    /// Outer TTL of IPIP packets.
+    pub tun_ttl: u8,
+    /// Verify L4 checksums of complete packets.
+    pub verify_checksums: bool,
+}
+
+/// Run-time choices made on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Start active (forwarding, answering ARP) rather than standby.
+    pub start_active: bool,
+}
+
+/// The kernel filter for the workers: IPv4 to any VIP, and IPv4 from any
+/// NAT real server (its replies).
+pub fn worker_filter(specs: &[ServiceSpec]) -> anyhow::Result<Filter> {
+    let mut vips = BTreeSet::new();
+    let mut nat_rips = BTreeSet::new();
+    for s in specs {
+        if let IpAddr::V4(v) = s.key.vip.ip() {
+            vips.insert(v);
+        }
+        for d in &s.dests {
+            if let (ForwardMethod::Masquerade, IpAddr::V4(r)) = (d.method, d.addr.ip()) {
+                nat_rips.insert(r);
+            }
+        }
+    }
+    let mut b = Filter::builder();
+    if !vips.is_empty() {
+        b = b.ipv4_to(vips);
+    }
+    if !nat_rips.is_empty() {
+        b = b.ipv4_from(nat_rips);
+    }
+    b.build().map_err(|e| {
+        anyhow::anyhow!("too many VIPs and NAT real servers for the kernel filter: {e}")
+    })
+}
+
+/// The running daemon's shared pieces.
+#[derive(Debug)]
+pub struct Running {
+    /// The dataplane.
+    pub dp: Arc<Dataplane>,
+    /// The clock.
+    pub clock: Clock,
+    /// Routing and neighbour views.
+    pub routes: Routes,
+    /// Per-interface routing entries (shared with `routes`).
+    pub route_ifaces: Arc<Vec<RouteIface>>,
+    /// The workers' kernel filter.
+    pub filter: Arc<SharedFilter>,
+    /// Set to stop every thread.
+    pub stop: Arc<AtomicBool>,
+    /// Resolution requests from the workers.
+    pub wants: std::sync::mpsc::Receiver<Want>,
+    /// Worker threads.
+    pub threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Prepare the director's interfaces and start the workers.
+pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
+    let clock = Clock::start();
+    let mut ifaces = Vec::new();
+    for p in &plan.ifaces {
+        match kernel::forwarding_off(&p.name) {
+            Ok(Some(c)) => println!("kernel: {}: {} → {}", c.what, c.before, c.after),
+            Ok(None) => {}
+            Err(e) => anyhow::bail!("cannot turn IPv4 forwarding off on {}: {e}", p.name),
+        }
+        match kernel::offloads_off(&p.name) {
+            Ok(changes) => {
+                for c in changes {
+                    println!("kernel: {}: {} → {}", c.what, c.before, c.after);
+                }
+            }
+            Err(e) => println!("kernel: warning: {e}"),
+        }
+        let info = if_info(&p.name).with_context(|| format!("data interface {}", p.name))?;
+        ifaces.push(Interface {
+            mac: info.mac,
+            ip: p.addr,
+            mtu: u16::try_from(info.mtu).unwrap_or(u16::MAX),
+        });
+    }
+    let cfg = DataplaneConfig {
+        ifaces,
+        tun_ttl: OuterTtl::Fixed(plan.tun_ttl),
+        table: TableConfig {
+            max_entries: plan.max_connections,
+            ..TableConfig::default()
+        },
+    };
+    let dp = Arc::new(Dataplane::new(cfg));
+    dp.apply(&plan.specs).context("virtual services")?;
+    let (tcp, tcpfin, udp) = plan.timeouts;
+    dp.conns().timeouts().set_ipvsadm(tcp, tcpfin, udp);
+    dp.set_active(opts.start_active);
+
+    let route_ifaces: Arc<Vec<RouteIface>> = Arc::new(
+        plan.ifaces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| RouteIface {
+                id: IfaceId(i as u8),
+                addr: p.addr,
+                prefix: p.prefix,
+                gateway: p.gateway,
+                neighbours: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            })
+            .collect(),
+    );
+    let (want_tx, wants) = std::sync::mpsc::sync_channel(1024);
+    let routes = Routes::new(Arc::clone(&route_ifaces), want_tx);
+    let filter = Arc::new(SharedFilter::new(worker_filter(&plan.specs)?));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let names: Vec<String> = plan.ifaces.iter().map(|p| p.name.clone()).collect();
+    let mut threads = Vec::new();
+    for (i, _) in plan.ifaces.iter().enumerate() {
+        for n in 0..plan.workers.max(1) {
+            let spec = WorkerSpec {
+                n: i * plan.workers + n,
+                ingress: IfaceId(i as u8),
+                iface_names: names.clone(),
+                // One fanout group per interface; unique enough within the
+                // namespace for one daemon, derived from the pid so two
+                // daemons never share a group.
+                fanout_group: (std::process::id() as u16)
+                    .wrapping_mul(8)
+                    .wrapping_add(i as u16),
+                verify_checksums: plan.verify_checksums,
+            };
+            let (dp, routes, filter, stop) = (
+                Arc::clone(&dp),
+                routes.clone(),
+                Arc::clone(&filter),
+                Arc::clone(&stop),
+            );
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{}-{n}", names[i]))
+                    .spawn(move || worker::run(spec, dp, routes, filter, clock, stop))
+                    .context("spawn worker thread")?,
+            );
+        }
+    }
+    Ok(Running {
+        dp,
+        clock,
+        routes,
+        route_ifaces,
+        filter,
+        stop,
+        wants,
+        threads,
+    })
+}
+
+impl Running {
+    /// Stop every thread and wait for them; returns the first error.
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut first = Ok(());
+        for t in self.threads {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServiceKey;
+    use crate::sched::{SchedOptions, SchedulerKind};
+    use crate::service_table::DestSpec;
+    use crate::types::Protocol;
+
+    #[test]
+    fn the_worker_filter_takes_vips_and_nat_real_servers_only() {
+        let spec = ServiceSpec {
+            key: ServiceKey {
+                protocol: Protocol::Tcp,
+                vip: "10.11.0.100:80".parse().unwrap(),
+            },
+            scheduler: SchedulerKind::Rr,
+            sched_opts: SchedOptions::default(),
+            persistence: None,
+            dests: vec![
+                DestSpec {
+                    addr: "10.12.0.11:80".parse().unwrap(),
+                    method: ForwardMethod::Masquerade,
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+                DestSpec {
+                    addr: "10.12.0.12:80".parse().unwrap(),
+                    method: ForwardMethod::DirectRouting,
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+            ],
+        };
+        let f = worker_filter(&[spec]).unwrap();
+        let g = Filter::builder()
+            .ipv4_to(["10.11.0.100".parse().unwrap()])
+            .ipv4_from(["10.12.0.11".parse().unwrap()])
+            .build()
+            .unwrap();
+        assert_eq!(
+            f.insns(),
+            g.insns(),
+            "VIP in, NAT real server out, not the DR one"
+        );
+    }
+}

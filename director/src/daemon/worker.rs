@@ -1,0 +1,145 @@
+//! A worker thread: one AF_PACKET ring on one data interface (in a fanout
+//! group with the other workers of that interface, hashed by flow so a
+//! connection stays on one worker), the dataplane, and a transmit queue on
+//! every data interface (NAT sends out of the other one).
+//!
+//! The ring's kernel filter passes only what the dataplane handles — IPv4
+//! to a VIP, and IPv4 from a NAT real server — so the kernel copies nothing
+//! else to us. When the configuration changes the filter is replaced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::dataplane::{Action, Dataplane, IfaceId, Worker};
+use crate::forward::{L4Csum, Verdict};
+use crate::io::{AfPacket, Fanout, FanoutMode, Filter, RxConfig, TxConfig, TxQueue};
+
+use super::clock::Clock;
+use super::routes::Routes;
+
+/// The kernel filter for the workers, replaced when the services change.
+#[derive(Debug)]
+pub struct SharedFilter {
+    filter: ArcSwap<Filter>,
+    version: AtomicU64,
+}
+
+impl SharedFilter {
+    /// Starts with `filter`.
+    pub fn new(filter: Filter) -> SharedFilter {
+        SharedFilter {
+            filter: ArcSwap::from_pointee(filter),
+            version: AtomicU64::new(0),
+        }
+    }
+
+    /// Replace the filter; workers pick it up at their next batch.
+    pub fn set(&self, filter: Filter) {
+        self.filter.store(Arc::new(filter));
+        self.version.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// What one worker thread needs.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    /// Worker number (seeds its random bits).
+    pub n: usize,
+    /// The interface it reads.
+    pub ingress: IfaceId,
+    /// Interface names by `IfaceId`, for the transmit queues.
+    pub iface_names: Vec<String>,
+    /// Fanout group id of the ingress interface.
+    pub fanout_group: u16,
+    /// Whether to verify L4 checksums of complete packets.
+    pub verify_checksums: bool,
+}
+
+/// Run one worker until `stop` is set. Errors opening the sockets are
+/// returned; errors while running are logged and survived.
+pub fn run(
+    spec: WorkerSpec,
+    dp: Arc<Dataplane>,
+    routes: Routes,
+    filter: Arc<SharedFilter>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let ingress_name = &spec.iface_names[usize::from(spec.ingress.0)];
+    let mut seen_version = filter.version.load(Ordering::Acquire);
+    let cfg = RxConfig {
+        fanout: Some(Fanout {
+            group: spec.fanout_group,
+            mode: FanoutMode::Hash,
+        }),
+        filter: Some((**filter.filter.load()).clone()),
+        ..RxConfig::default()
+    };
+    let mut rx = AfPacket::open(ingress_name, &cfg)
+        .with_context(|| format!("worker {}: receive ring on {ingress_name}", spec.n))?;
+    let mut txs = spec
+        .iface_names
+        .iter()
+        .map(|name| {
+            TxQueue::open(name, &TxConfig::default())
+                .with_context(|| format!("worker {}: transmit queue on {name}", spec.n))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut worker = Worker::new(dp, 0x5eed ^ spec.n as u64)
+        .map_err(|e| anyhow::anyhow!("worker {}: {e}", spec.n))?;
+    let mut last_error = None::<String>;
+
+    while !stop.load(Ordering::Relaxed) {
+        let v = filter.version.load(Ordering::Acquire);
+        if v != seen_version {
+            seen_version = v;
+            if let Err(e) = rx.set_filter(&filter.filter.load()) {
+                tracing::error!("worker {}: new filter on {ingress_name}: {e}", spec.n);
+            }
+        }
+        let mut block = match rx.recv(Duration::from_millis(100)) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e) => {
+                let msg = e.to_string();
+                if last_error.as_ref() != Some(&msg) {
+                    tracing::warn!("worker {}: receive on {ingress_name}: {msg}", spec.n);
+                    last_error = Some(msg);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let now = clock.now();
+        let mut batches: Vec<_> = txs.iter_mut().map(|q| q.batch()).collect();
+        for frame in block.frames() {
+            let meta = frame.meta;
+            if meta.truncated() {
+                // Larger than the ring's frame: an offload-merged frame we
+                // cannot forward whole. The kernel's counters show it.
+                continue;
+            }
+            let csum = match meta.l4_csum() {
+                L4Csum::Verify if !spec.verify_checksums => L4Csum::Skip,
+                c => c,
+            };
+            let data = frame.data;
+            let action = worker.process(now, spec.ingress, &mut *data, csum, &routes, &mut |_| {});
+            if let Action::Handled { verdict, egress } = action {
+                if matches!(verdict, Verdict::Drop(_)) {
+                    continue;
+                }
+                if let Some(batch) = batches.get_mut(usize::from(egress.0)) {
+                    batch.push_verdict(data, &verdict);
+                }
+            }
+        }
+        // Batches flush on drop, before the block goes back to the kernel.
+        drop(batches);
+    }
+    Ok(())
+}
