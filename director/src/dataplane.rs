@@ -335,6 +335,16 @@ impl Worker {
         if !is_ipv4_tcp_or_udp(frame) {
             return Action::NotOurs;
         }
+        // A frame we sent ourselves (seen again through a tap, a hairpin or
+        // a switch loop) must never be forwarded a second time.
+        if let Some(iface) = self.dp.cfg.ifaces.get(usize::from(ingress.0))
+            && frame[6..12] == iface.mac.0
+        {
+            return Action::Handled {
+                verdict: Verdict::Drop(DropReason::OwnFrame).counted(&self.dp.drops),
+                egress: ingress,
+            };
+        }
         let standby = !self.dp.is_active();
         let version = self.dp.services_version.load(Ordering::Acquire);
         if version != self.services_version {

@@ -269,7 +269,19 @@ impl Lab {
         // undoes whatever was made.
         fs::create_dir_all(lab.dir.join("logs"))
             .with_context(|| format!("creating {}", lab.dir.display()))?;
-        lab.add_namespace(&lab.switch_ns.clone())?;
+        let sw = lab.switch_ns.clone();
+        lab.add_namespace(&sw)?;
+        // A switch forwards frames; it does not inspect them. Where the
+        // kernel has br_netfilter (built in here, on in every new
+        // namespace), bridged IPv4 would go through netfilter, which
+        // validates headers and silently drops, say, a bad IP checksum
+        // before the host behind the switch ever sees it.
+        for table in ["iptables", "ip6tables", "arptables"] {
+            let key = format!("net.bridge.bridge-nf-call-{table}");
+            if Path::new("/proc/sys/net/bridge").exists() {
+                lab.sysctl_ns(&sw, &key, "0")?;
+            }
+        }
         Ok(lab)
     }
 

@@ -14,20 +14,22 @@
 //! channel. The kernel on the director is kept out of the VIP traffic
 //! ([`kernel`]).
 
+pub mod arp_side;
 pub mod clock;
 pub mod kernel;
 pub mod routes;
 pub mod worker;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
+use crate::arp::{ArpConfig, ArpResponder};
+use crate::config::{Config, TimeoutSettings};
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
@@ -35,8 +37,9 @@ use crate::io::{Filter, if_info};
 use crate::service_table::ServiceSpec;
 use crate::types::ForwardMethod;
 
+use arp_side::AnswerSet;
 use clock::Clock;
-use routes::{RouteIface, Routes, Want};
+use routes::{RouteIface, Routes};
 use worker::{SharedFilter, WorkerSpec};
 
 /// One data interface as the daemon runs it.
@@ -50,8 +53,8 @@ pub struct IfacePlan {
     pub prefix: u8,
     /// Router for destinations off its subnet.
     pub gateway: Option<Ipv4Addr>,
-    /// Addresses answered for in ARP on it while active (VIPs, and the NAT
-    /// inside gateway VIP).
+    /// Extra addresses answered for in ARP on it while active (the NAT
+    /// inside gateway VIP); service VIPs are placed automatically.
     pub vips: Vec<Ipv4Addr>,
 }
 
@@ -64,16 +67,43 @@ pub struct DaemonPlan {
     pub ifaces: Vec<IfacePlan>,
     /// Virtual services.
     pub specs: Vec<ServiceSpec>,
-    /// `ipvsadm --set tcp tcpfin udp`.
-    pub timeouts: (Duration, Duration, Duration),
+    /// `ipvsadm --set tcp tcpfin udp`; unset keeps IPVS's default.
+    pub timeouts: TimeoutSettings,
     /// Worker threads per data interface.
     pub workers: usize,
     /// Connection table bound.
     pub max_connections: usize,
     /// Outer TTL of IPIP packets.
-    pub tun_ttl: u8,
+    pub tun_ttl: OuterTtl,
     /// Verify L4 checksums of complete packets.
     pub verify_checksums: bool,
+}
+
+impl DaemonPlan {
+    /// The plan a validated configuration describes.
+    pub fn from_config(c: &Config) -> DaemonPlan {
+        let d = c.dataplane();
+        DaemonPlan {
+            node: c.node().name.clone(),
+            ifaces: c
+                .interfaces()
+                .iter()
+                .map(|i| IfacePlan {
+                    name: i.name.clone(),
+                    addr: i.address,
+                    prefix: i.prefix_len,
+                    gateway: i.gateway,
+                    vips: i.vips.clone(),
+                })
+                .collect(),
+            specs: c.service_specs(),
+            timeouts: *c.timeouts(),
+            workers: d.workers,
+            max_connections: d.max_connections,
+            tun_ttl: d.tun_ttl,
+            verify_checksums: d.verify_checksums,
+        }
+    }
 }
 
 /// Run-time choices made on the command line.
@@ -125,9 +155,13 @@ pub struct Running {
     pub filter: Arc<SharedFilter>,
     /// Set to stop every thread.
     pub stop: Arc<AtomicBool>,
-    /// Resolution requests from the workers.
-    pub wants: std::sync::mpsc::Receiver<Want>,
-    /// Worker threads.
+    /// What each interface answers for and resolves.
+    pub answers: Vec<Arc<ArcSwap<AnswerSet>>>,
+    /// The interfaces as planned.
+    pub plan_ifaces: Vec<IfacePlan>,
+    /// Service table version the filter and answers were built for.
+    pub seen_version: u64,
+    /// Worker and ARP threads.
     pub threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -158,7 +192,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
     }
     let cfg = DataplaneConfig {
         ifaces,
-        tun_ttl: OuterTtl::Fixed(plan.tun_ttl),
+        tun_ttl: plan.tun_ttl,
         table: TableConfig {
             max_entries: plan.max_connections,
             ..TableConfig::default()
@@ -166,30 +200,44 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
     };
     let dp = Arc::new(Dataplane::new(cfg));
     dp.apply(&plan.specs).context("virtual services")?;
-    let (tcp, tcpfin, udp) = plan.timeouts;
-    dp.conns().timeouts().set_ipvsadm(tcp, tcpfin, udp);
+    plan.timeouts.apply(dp.conns().timeouts());
     dp.set_active(opts.start_active);
 
-    let route_ifaces: Arc<Vec<RouteIface>> = Arc::new(
-        plan.ifaces
-            .iter()
-            .enumerate()
-            .map(|(i, p)| RouteIface {
-                id: IfaceId(i as u8),
-                addr: p.addr,
-                prefix: p.prefix,
-                gateway: p.gateway,
-                neighbours: Arc::new(ArcSwap::from_pointee(HashMap::new())),
-            })
-            .collect(),
-    );
-    let (want_tx, wants) = std::sync::mpsc::sync_channel(1024);
-    let routes = Routes::new(Arc::clone(&route_ifaces), want_tx);
+    let mut responders = Vec::new();
+    let mut route_ifaces = Vec::new();
+    let mut want_rxs = Vec::new();
+    for (i, p) in plan.ifaces.iter().enumerate() {
+        let mac = dp.config().ifaces[i].mac;
+        let responder = ArpResponder::new(ArpConfig::new(mac, p.addr, Vec::new()));
+        let (wants_tx, wants_rx) = std::sync::mpsc::sync_channel(1024);
+        route_ifaces.push(RouteIface {
+            id: IfaceId(i as u8),
+            addr: p.addr,
+            prefix: p.prefix,
+            gateway: p.gateway,
+            neighbours: responder.view(),
+            wants: wants_tx,
+        });
+        responders.push(responder);
+        want_rxs.push(wants_rx);
+    }
+    let route_ifaces = Arc::new(route_ifaces);
+    let routes = Routes::new(Arc::clone(&route_ifaces));
     let filter = Arc::new(SharedFilter::new(worker_filter(&plan.specs)?));
     let stop = Arc::new(AtomicBool::new(false));
+    let sets = answer_sets(&plan.ifaces, &routes, &plan.specs);
+    let answers: Vec<_> = sets
+        .into_iter()
+        .map(|a| Arc::new(ArcSwap::from_pointee(a)))
+        .collect();
 
     let names: Vec<String> = plan.ifaces.iter().map(|p| p.name.clone()).collect();
     let mut threads = Vec::new();
+    // Every thread reports once its sockets are open: `start` returns only
+    // when the dataplane is really receiving (so a caller that sees the
+    // control API up can send traffic), and fails at once, with the
+    // reason, when a socket cannot be opened.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     for (i, _) in plan.ifaces.iter().enumerate() {
         for n in 0..plan.workers.max(1) {
             let spec = WorkerSpec {
@@ -210,14 +258,53 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                 Arc::clone(&filter),
                 Arc::clone(&stop),
             );
+            let ready = ready_tx.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{}-{n}", names[i]))
-                    .spawn(move || worker::run(spec, dp, routes, filter, clock, stop))
+                    .spawn(move || worker::run(spec, dp, routes, filter, clock, stop, ready))
                     .context("spawn worker thread")?,
             );
         }
     }
+    for ((p, responder), (wants_rx, answers)) in plan
+        .ifaces
+        .iter()
+        .zip(responders)
+        .zip(want_rxs.into_iter().zip(answers.iter().cloned()))
+    {
+        let (name, dp, stop) = (p.name.clone(), Arc::clone(&dp), Arc::clone(&stop));
+        let ready = ready_tx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("arp-{}", p.name))
+                .spawn(move || {
+                    let t = arp_side::ArpThread {
+                        name,
+                        responder,
+                        dp,
+                        wants: wants_rx,
+                        answers,
+                        clock,
+                        stop,
+                    };
+                    arp_side::run(t, ready)
+                })
+                .context("spawn ARP thread")?,
+        );
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        let report = ready_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .map_err(|_| anyhow::anyhow!("a dataplane thread did not start within 10 s"))
+            .and_then(|r| r.map_err(|e| anyhow::anyhow!(e)));
+        if let Err(e) = report {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+    }
+    let seen_version = dp.services().version();
     Ok(Running {
         dp,
         clock,
@@ -225,12 +312,82 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         route_ifaces,
         filter,
         stop,
-        wants,
+        answers,
+        plan_ifaces: plan.ifaces.clone(),
+        seen_version,
         threads,
     })
 }
 
+/// What each interface answers for (its explicit VIPs, and every service
+/// VIP on its subnet — the most specific one — or on the first interface
+/// when none contains it) and which neighbours it keeps resolved (the next
+/// hop of every real server it reaches, and its router).
+pub fn answer_sets(ifaces: &[IfacePlan], routes: &Routes, specs: &[ServiceSpec]) -> Vec<AnswerSet> {
+    let mut sets: Vec<AnswerSet> = ifaces
+        .iter()
+        .map(|p| AnswerSet {
+            vips: p.vips.clone(),
+            wanted: p.gateway.into_iter().collect(),
+        })
+        .collect();
+    let explicit: BTreeSet<Ipv4Addr> = ifaces.iter().flat_map(|p| p.vips.iter().copied()).collect();
+    for s in specs {
+        let IpAddr::V4(vip) = s.key.vip.ip() else {
+            continue;
+        };
+        if !explicit.contains(&vip) {
+            let best = ifaces
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| routes::contains(p.addr, p.prefix, vip))
+                .max_by_key(|(_, p)| p.prefix)
+                .map_or(0, |(i, _)| i);
+            if let Some(set) = sets.get_mut(best)
+                && !set.vips.contains(&vip)
+            {
+                set.vips.push(vip);
+            }
+        }
+        for d in &s.dests {
+            let IpAddr::V4(rip) = d.addr.ip() else {
+                continue;
+            };
+            if let Some((iface, hop)) = routes.route(rip) {
+                let set = &mut sets[usize::from(iface.id.0)];
+                if !set.wanted.contains(&hop) {
+                    set.wanted.push(hop);
+                }
+            }
+        }
+    }
+    sets
+}
+
 impl Running {
+    /// After a configuration change (reload or control API edit), rebuild
+    /// the workers' filter and what each interface answers and resolves.
+    /// Cheap when nothing changed.
+    pub fn refresh(&mut self) -> anyhow::Result<()> {
+        let table = self.dp.services();
+        if table.version() == self.seen_version {
+            return Ok(());
+        }
+        let specs = table.specs();
+        self.filter.set(worker_filter(&specs)?);
+        for (slot, set) in
+            self.answers
+                .iter()
+                .zip(answer_sets(&self.plan_ifaces, &self.routes, &specs))
+        {
+            if **slot.load() != set {
+                slot.store(Arc::new(set));
+            }
+        }
+        self.seen_version = table.version();
+        Ok(())
+    }
+
     /// Stop every thread and wait for them; returns the first error.
     pub fn shutdown(self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);

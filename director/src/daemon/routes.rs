@@ -7,18 +7,12 @@
 //! is dropped as `no_neighbour`, as the kernel does with what overflows
 //! its ARP queue.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
-use arc_swap::ArcSwap;
-
+use crate::arp::NeighbourView;
 use crate::dataplane::{IfaceId, Neighbours, NextHop};
-use crate::forward::MacAddr;
-
-/// The resolved neighbours of one interface, replaced whole on change.
-pub type NeighbourView = ArcSwap<HashMap<Ipv4Addr, MacAddr>>;
 
 /// One data interface as routing sees it.
 #[derive(Debug)]
@@ -31,36 +25,39 @@ pub struct RouteIface {
     pub prefix: u8,
     /// The router for destinations off its subnet.
     pub gateway: Option<Ipv4Addr>,
-    /// Resolved neighbours, published by the ARP side.
-    pub neighbours: Arc<NeighbourView>,
+    /// Resolved neighbours, published by this interface's ARP thread.
+    pub neighbours: NeighbourView,
+    /// Addresses to resolve, for this interface's ARP thread.
+    pub wants: SyncSender<Ipv4Addr>,
+}
+
+/// Whether `ip` is in the subnet `addr/prefix`.
+pub fn contains(addr: Ipv4Addr, prefix: u8, ip: Ipv4Addr) -> bool {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    u32::from(ip) & mask == u32::from(addr) & mask
 }
 
 impl RouteIface {
     /// Whether `ip` is on this interface's subnet.
     pub fn on_link(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix.min(32)))
-        };
-        u32::from(ip) & mask == u32::from(self.addr) & mask
+        contains(self.addr, self.prefix, ip)
     }
 }
-
-/// A resolution request: which interface, which address.
-pub type Want = (IfaceId, Ipv4Addr);
 
 /// The routing table of the director's data interfaces.
 #[derive(Debug, Clone)]
 pub struct Routes {
     ifaces: Arc<Vec<RouteIface>>,
-    wants: SyncSender<Want>,
 }
 
 impl Routes {
-    /// Routing over `ifaces`; unresolved addresses are sent to `wants`.
-    pub fn new(ifaces: Arc<Vec<RouteIface>>, wants: SyncSender<Want>) -> Routes {
-        Routes { ifaces, wants }
+    /// Routing over `ifaces`.
+    pub fn new(ifaces: Arc<Vec<RouteIface>>) -> Routes {
+        Routes { ifaces }
     }
 
     /// The interface and the on-link address (the host itself, or the
@@ -78,15 +75,15 @@ impl Neighbours for Routes {
     fn next_hop(&self, ip: IpAddr) -> Option<NextHop> {
         let IpAddr::V4(ip) = ip else { return None };
         let (iface, hop) = self.route(ip)?;
-        match iface.neighbours.load().get(&hop) {
-            Some(&mac) => Some(NextHop {
+        match iface.neighbours.lookup(hop) {
+            Some(mac) => Some(NextHop {
                 iface: iface.id,
                 mac,
             }),
             None => {
                 // Full channel: the ARP side is busy; this packet is
                 // dropped anyway and the next one asks again.
-                let _ = self.wants.try_send((iface.id, hop));
+                let _ = iface.wants.try_send(hop);
                 None
             }
         }
@@ -96,25 +93,40 @@ impl Neighbours for Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn iface(id: u8, addr: &str, prefix: u8, gw: Option<&str>) -> RouteIface {
-        RouteIface {
-            id: IfaceId(id),
-            addr: addr.parse().unwrap(),
-            prefix,
-            gateway: gw.map(|g| g.parse().unwrap()),
-            neighbours: Arc::new(ArcSwap::from_pointee(HashMap::new())),
-        }
-    }
+    use crate::arp::{ArpConfig, ArpResponder};
+    use crate::forward::MacAddr;
+    use crate::time::Millis;
 
     #[test]
     fn on_link_hosts_go_direct_others_via_the_gateway_and_misses_ask_arp() {
+        let mac0 = MacAddr([2, 0, 0, 0, 0, 1]);
+        let mut arp1 = ArpResponder::new(ArpConfig::new(
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            "10.12.0.1".parse().unwrap(),
+            vec![],
+        ));
+        let arp0 = ArpResponder::new(ArpConfig::new(mac0, "10.11.0.2".parse().unwrap(), vec![]));
+        let (tx0, _rx0) = std::sync::mpsc::sync_channel(8);
+        let (tx1, rx1) = std::sync::mpsc::sync_channel(8);
         let ifaces = Arc::new(vec![
-            iface(0, "10.11.0.2", 24, Some("10.11.0.1")),
-            iface(1, "10.12.0.1", 24, None),
+            RouteIface {
+                id: IfaceId(0),
+                addr: "10.11.0.2".parse().unwrap(),
+                prefix: 24,
+                gateway: Some("10.11.0.1".parse().unwrap()),
+                neighbours: arp0.view(),
+                wants: tx0,
+            },
+            RouteIface {
+                id: IfaceId(1),
+                addr: "10.12.0.1".parse().unwrap(),
+                prefix: 24,
+                gateway: None,
+                neighbours: arp1.view(),
+                wants: tx1,
+            },
         ]);
-        let (tx, rx) = std::sync::mpsc::sync_channel(8);
-        let r = Routes::new(Arc::clone(&ifaces), tx);
+        let r = Routes::new(ifaces);
         let rs: Ipv4Addr = "10.12.0.11".parse().unwrap();
         let far: Ipv4Addr = "198.51.100.7".parse().unwrap();
         assert_eq!(r.route(rs).map(|(i, h)| (i.id, h)), Some((IfaceId(1), rs)));
@@ -123,14 +135,12 @@ mod tests {
 
         assert_eq!(r.next_hop(IpAddr::V4(rs)), None, "not resolved yet");
         assert_eq!(
-            rx.try_recv().unwrap(),
-            (IfaceId(1), rs),
-            "ARP is asked to resolve it"
+            rx1.try_recv().unwrap(),
+            rs,
+            "the inside ARP thread is asked to resolve it"
         );
         let mac = MacAddr([2, 0, 0, 0, 0, 0x11]);
-        ifaces[1]
-            .neighbours
-            .store(Arc::new(HashMap::from([(rs, mac)])));
+        arp1.neighbours_mut().learn(rs, mac, Millis(0));
         assert_eq!(
             r.next_hop(IpAddr::V4(rs)),
             Some(NextHop {

@@ -67,10 +67,18 @@ pub fn run(
     filter: Arc<SharedFilter>,
     clock: Clock,
     stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
+    let opened = open(&spec, &filter);
+    let _ = ready.send(opened.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+    let (mut rx, mut txs) = opened?;
+    run_loop(spec, dp, routes, filter, clock, stop, &mut rx, &mut txs)
+}
+
+/// Open the worker's receive ring and transmit queues.
+fn open(spec: &WorkerSpec, filter: &SharedFilter) -> anyhow::Result<(AfPacket, Vec<TxQueue>)> {
     use anyhow::Context as _;
     let ingress_name = &spec.iface_names[usize::from(spec.ingress.0)];
-    let mut seen_version = filter.version.load(Ordering::Acquire);
     let cfg = RxConfig {
         fanout: Some(Fanout {
             group: spec.fanout_group,
@@ -79,9 +87,9 @@ pub fn run(
         filter: Some((**filter.filter.load()).clone()),
         ..RxConfig::default()
     };
-    let mut rx = AfPacket::open(ingress_name, &cfg)
+    let rx = AfPacket::open(ingress_name, &cfg)
         .with_context(|| format!("worker {}: receive ring on {ingress_name}", spec.n))?;
-    let mut txs = spec
+    let txs = spec
         .iface_names
         .iter()
         .map(|name| {
@@ -89,6 +97,22 @@ pub fn run(
                 .with_context(|| format!("worker {}: transmit queue on {name}", spec.n))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((rx, txs))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_loop(
+    spec: WorkerSpec,
+    dp: Arc<Dataplane>,
+    routes: Routes,
+    filter: Arc<SharedFilter>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    rx: &mut AfPacket,
+    txs: &mut [TxQueue],
+) -> anyhow::Result<()> {
+    let ingress_name = &spec.iface_names[usize::from(spec.ingress.0)];
+    let mut seen_version = filter.version.load(Ordering::Acquire);
     let mut worker = Worker::new(dp, 0x5eed ^ spec.n as u64)
         .map_err(|e| anyhow::anyhow!("worker {}: {e}", spec.n))?;
     let mut last_error = None::<String>;

@@ -90,11 +90,15 @@ pub enum DropReason {
     /// This director is standby: it holds state but forwards nothing.
     #[error("director is standby")]
     Standby,
+    /// A frame with our own source MAC: one we sent. Forwarding it again
+    /// would loop it.
+    #[error("own frame seen again")]
+    OwnFrame,
 }
 
 impl DropReason {
     /// Number of reasons (size of [`DropCounters`]).
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -118,6 +122,7 @@ impl DropReason {
         DropReason::ConnTableFull,
         DropReason::NoNeighbour,
         DropReason::Standby,
+        DropReason::OwnFrame,
     ];
 
     /// A stable snake_case name, usable as a metrics label. Never changes
@@ -144,6 +149,7 @@ impl DropReason {
             DropReason::ConnTableFull => "conn_table_full",
             DropReason::NoNeighbour => "no_neighbour",
             DropReason::Standby => "standby",
+            DropReason::OwnFrame => "own_frame",
         }
     }
 
@@ -156,7 +162,7 @@ impl DropReason {
 }
 
 // A variant added without growing COUNT/ALL would index past the counters.
-const _: () = assert!(DropReason::Standby as usize + 1 == DropReason::COUNT);
+const _: () = assert!(DropReason::OwnFrame as usize + 1 == DropReason::COUNT);
 
 /// One relaxed atomic counter per [`DropReason`], shared by all workers.
 pub struct DropCounters {

@@ -220,7 +220,16 @@ impl AfPacket {
                 FanoutMode::RoundRobin => sys::PACKET_FANOUT_LB,
                 FanoutMode::Cpu => sys::PACKET_FANOUT_CPU,
             };
-            let arg = u32::from(f.group) | (mode << 16);
+            // A fanout group delivers through the group's own hook, which
+            // ignores the socket's PACKET_IGNORE_OUTGOING: the group must be
+            // told too, or every frame we send comes back to the workers
+            // (found in the lab: one echo per forwarded frame).
+            let flags = if cfg.ignore_outgoing {
+                sys::PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+            } else {
+                0
+            };
+            let arg = u32::from(f.group) | ((mode | flags) << 16);
             sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_FANOUT, &arg)
                 .map_err(err("setsockopt(PACKET_FANOUT)"))?;
         }

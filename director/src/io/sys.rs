@@ -31,6 +31,9 @@ pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = 1;
 pub(crate) const PACKET_FANOUT_HASH: u32 = 0;
 pub(crate) const PACKET_FANOUT_LB: u32 = 1;
 pub(crate) const PACKET_FANOUT_CPU: u32 = 2;
+/// Fanout flag: the group skips outgoing frames (Linux 4.20+, the group
+/// counterpart of `PACKET_IGNORE_OUTGOING`).
+pub(crate) const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 
 /// Block status: owned by the kernel / handed to user space.
 pub(crate) const TP_STATUS_KERNEL: u32 = 0;
