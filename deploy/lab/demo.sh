@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# The main job. Until the namespace lab lands (dataplane issue), this runs
-# the dataplane core on synthetic traffic: real frames through the real
-# schedulers, connection table and DR/TUN/NAT rewrites, decoded by an
-# independent parser (etherparse) and printed ipvsadm-style.
+# The main job: directord, the userspace LVS director, in a lab of network
+# namespaces. For DR, TUN and NAT in turn it builds a client, a director and
+# two nginx real servers, starts the real directord, sends HTTP requests
+# and UDP datagrams through it and shows who answered, `dirctl -Ln --stats`
+# and `dirctl -Lnc`; in DR also a live weight change and a drain. Then it
+# removes the lab. About 5 s once built.
+#
+#   sudo deploy/lab/demo.sh [--mode dr|tun|nat|all] [--keep]
+#
+# --keep leaves the lab up until Ctrl-C and prints how to poke at it;
+# deploy/lab/down.sh removes a lab left behind. The in-process core demo
+# (no namespaces) is deploy/lab/core-demo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [[ $EUID -ne 0 ]]; then
+    echo "demo: run as root: the lab builds network namespaces (sudo $0)" >&2
+    exit 1
+fi
 deploy/setup.sh
-exec cargo run --release --locked -q -p director --example demo -- "$@"
+echo "demo: building directord, dirctl and lab-demo (release; the first build takes a few minutes)"
+cargo build --release --locked -q -p director -p lab-tests --bins
+target="${CARGO_TARGET_DIR:-target}/release"
+exec "$target/lab-demo" --directord "$target/directord" --dirctl "$target/dirctl" "$@"

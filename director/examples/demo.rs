@@ -3,8 +3,8 @@
 //! each output decoded by an independent parser (etherparse), with the
 //! state printed the way `ipvsadm -Ln --stats` and `ipvsadm -Lnc` print it.
 //!
-//! This is what `deploy/lab/demo.sh` runs until the namespace lab (real
-//! kernel TCP between network namespaces) takes its place.
+//! `deploy/lab/core-demo.sh` runs it; `deploy/lab/demo.sh` shows the real
+//! daemon between network namespaces.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

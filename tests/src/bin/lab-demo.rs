@@ -1,0 +1,1104 @@
+//! `lab-demo`: the one-command demo of `directord`, the userspace LVS
+//! director, forwarding real kernel TCP and UDP between network namespaces.
+//!
+//! For each LVS forwarding mode — DR (direct routing), TUN (IPIP) and NAT
+//! (two NICs, port mapping) — it builds a small lab with the harness of this
+//! crate (a client, a director, two nginx real servers, a router where TUN
+//! needs one), starts the real `directord` binary with its configuration
+//! printed, sends 20 HTTP requests from the client and shows which real
+//! server answered each (and what address the server saw), asks a UDP
+//! service, and prints `dirctl -Ln --stats` and the connection table
+//! (`dirctl -Lnc`). In DR it also changes a weight live (`dirctl -e ... -w
+//! 3`: wrr now sends 3 of 4 new connections to rs1) and drains a server
+//! (`-w 0`). Then it stops `directord` and removes the lab.
+//!
+//! ```text
+//! lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|all] [--keep]
+//! lab-demo --down [--all]
+//! ```
+//!
+//! `--keep` leaves the labs running until Ctrl-C and prints how to poke at
+//! them. `--down` removes labs left behind by a process that died (with
+//! `--all`, every harness lab), using the harness's own cleanup by name.
+//! `deploy/lab/demo.sh` builds the binaries and runs this.
+
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use lab_tests::{
+    CurlOptions, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, UdpAsk, UdpServer, sweep,
+};
+
+const USAGE: &str = "\
+usage: lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|all] [--keep]
+       lab-demo --down [--all]
+
+  --directord PATH  the directord binary (target/release/directord)
+  --dirctl PATH     the dirctl binary (target/release/dirctl)
+  --mode MODE       which LVS mode to show: dr, tun, nat or all (default all)
+  --keep            leave the lab running until Ctrl-C, and say how to poke at it
+  --down            remove labs left behind by a process that is gone
+  --all             with --down: remove every lab (lbt-* namespaces), also live ones
+Needs root: the lab builds network namespaces. deploy/lab/demo.sh runs it.";
+
+/// Requests sent through every mode.
+const REQUESTS: usize = 20;
+/// Connection-table lines shown.
+const CONN_LINES: usize = 6;
+/// How long directord may take to open its control API.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Dr,
+    Tun,
+    Nat,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Result<Vec<Mode>> {
+        Ok(match s {
+            "dr" => vec![Mode::Dr],
+            "tun" => vec![Mode::Tun],
+            "nat" => vec![Mode::Nat],
+            "all" => vec![Mode::Dr, Mode::Tun, Mode::Nat],
+            _ => bail!("--mode `{s}`: want dr, tun, nat or all"),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+            Mode::Nat => "nat",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Mode::Dr => "DR: direct routing",
+            Mode::Tun => "TUN: IP-in-IP tunnelling",
+            Mode::Nat => "NAT: two NICs, port mapping",
+        }
+    }
+
+    /// Two lines on the topology and what the director does to a packet.
+    fn story(self) -> &'static str {
+        match self {
+            Mode::Dr => {
+                "client, director, rs1 and rs2 share one LAN, 10.21.0.0/24; VIP 10.21.0.100.\n\
+                 The director rewrites only the destination MAC; rs1/rs2 hold the VIP on lo\n\
+                 (ARP for it silenced) and answer the client directly."
+            }
+            Mode::Tun => {
+                "client and director on 10.22.0.0/24; rs1/rs2 behind a router on 10.32.0.0/24;\n\
+                 VIP 10.22.0.100. The director wraps each packet in IPIP to a real server,\n\
+                 `dirctl realserver decap` unwraps it there, and the reply goes straight back."
+            }
+            Mode::Nat => {
+                "client outside on 10.23.0.0/24; rs1/rs2 inside on 10.33.0.0/24, routed via\n\
+                 10.33.0.1, an address the director holds. VIP 10.23.0.100:8099 maps to the\n\
+                 servers' port 80; the director rewrites addresses and ports both ways."
+            }
+        }
+    }
+
+    fn vip(self) -> Ipv4Addr {
+        match self {
+            Mode::Dr => Ipv4Addr::new(10, 21, 0, 100),
+            Mode::Tun => Ipv4Addr::new(10, 22, 0, 100),
+            Mode::Nat => Ipv4Addr::new(10, 23, 0, 100),
+        }
+    }
+
+    /// The virtual HTTP port.
+    fn port(self) -> u16 {
+        match self {
+            Mode::Nat => 8099,
+            _ => 80,
+        }
+    }
+
+    fn url(self, path: &str) -> String {
+        match self.port() {
+            80 => format!("http://{}{path}", self.vip()),
+            p => format!("http://{}:{p}{path}", self.vip()),
+        }
+    }
+
+    fn udp(self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.vip(), 53)
+    }
+
+    fn config(self) -> &'static str {
+        match self {
+            Mode::Dr => DR_CONFIG,
+            Mode::Tun => TUN_CONFIG,
+            Mode::Nat => NAT_CONFIG,
+        }
+    }
+}
+
+/// DR: a wrr service, so that a weight change shows in the split.
+const DR_CONFIG: &str = r#"
+[node]
+name = "dr-demo"
+[[interface]]
+name = "eth0"
+address = "10.21.0.2/24"
+[[service]]
+protocol = "tcp"
+address = "10.21.0.100:80"
+scheduler = "wrr"
+  [[service.real_server]]
+  address = "10.21.0.11:80"
+  method = "dr"
+  [[service.real_server]]
+  address = "10.21.0.12:80"
+  method = "dr"
+[[service]]
+protocol = "udp"
+address = "10.21.0.100:53"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.21.0.11:53"
+  method = "dr"
+  [[service.real_server]]
+  address = "10.21.0.12:53"
+  method = "dr"
+"#;
+
+const TUN_CONFIG: &str = r#"
+[node]
+name = "tun-demo"
+[[interface]]
+name = "eth0"
+address = "10.22.0.2/24"
+gateway = "10.22.0.1"
+[[service]]
+protocol = "tcp"
+address = "10.22.0.100:80"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.32.0.11:80"
+  method = "tun"
+  [[service.real_server]]
+  address = "10.32.0.12:80"
+  method = "tun"
+[[service]]
+protocol = "udp"
+address = "10.22.0.100:53"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.32.0.11:53"
+  method = "tun"
+  [[service.real_server]]
+  address = "10.32.0.12:53"
+  method = "tun"
+"#;
+
+const NAT_CONFIG: &str = r#"
+[node]
+name = "nat-demo"
+[[interface]]
+name = "eth0"
+address = "10.23.0.2/24"
+[[interface]]
+name = "eth1"
+address = "10.33.0.2/24"
+vips = ["10.33.0.1"]
+[[service]]
+protocol = "tcp"
+address = "10.23.0.100:8099"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.33.0.11:80"
+  method = "nat"
+  [[service.real_server]]
+  address = "10.33.0.12:80"
+  method = "nat"
+[[service]]
+protocol = "udp"
+address = "10.23.0.100:53"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.33.0.11:5353"
+  method = "nat"
+  [[service.real_server]]
+  address = "10.33.0.12:5353"
+  method = "nat"
+"#;
+
+#[derive(Debug, Default)]
+struct Args {
+    directord: Option<PathBuf>,
+    dirctl: Option<PathBuf>,
+    modes: Option<Vec<Mode>>,
+    keep: bool,
+    down: bool,
+    all: bool,
+    help: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it.next().with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "--directord" => a.directord = Some(PathBuf::from(value()?)),
+            "--dirctl" => a.dirctl = Some(PathBuf::from(value()?)),
+            "--mode" => a.modes = Some(Mode::parse(&value()?)?),
+            "--keep" => a.keep = true,
+            "--down" => a.down = true,
+            "--all" => a.all = true,
+            "-h" | "--help" => a.help = true,
+            _ => bail!("unknown argument `{arg}`"),
+        }
+    }
+    if a.all && !a.down {
+        bail!("--all goes with --down");
+    }
+    Ok(a)
+}
+
+/// Effective uid 0, read from /proc (no libc call).
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lab-demo: {e:#}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if !is_root() {
+        eprintln!(
+            "lab-demo: run as root: the lab builds network namespaces (sudo deploy/lab/demo.sh)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let result = if args.down {
+        down(args.all)
+    } else {
+        demo(&args)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nlab-demo: FAILED: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Absolute paths of the two binaries under demonstration.
+#[derive(Debug)]
+struct Bins {
+    directord: String,
+    dirctl: String,
+}
+
+fn bin(path: Option<&PathBuf>, flag: &str) -> Result<String> {
+    let path = path.with_context(|| format!("{flag} PATH is required\n\n{USAGE}"))?;
+    let abs = path
+        .canonicalize()
+        .with_context(|| format!("{flag} {}: not found; build it first", path.display()))?;
+    ensure!(abs.is_file(), "{flag} {}: not a file", abs.display());
+    Ok(abs.to_string_lossy().into_owned())
+}
+
+fn demo(args: &Args) -> Result<()> {
+    let bins = Bins {
+        directord: bin(args.directord.as_ref(), "--directord")?,
+        dirctl: bin(args.dirctl.as_ref(), "--dirctl")?,
+    };
+    let modes = args
+        .modes
+        .clone()
+        .unwrap_or_else(|| vec![Mode::Dr, Mode::Tun, Mode::Nat]);
+    println!(
+        "lab-demo: directord, a userspace LVS director, load-balancing real kernel TCP and UDP\n\
+         between network namespaces; dirctl is its ipvsadm-compatible CLI."
+    );
+    let start = Instant::now();
+    let mut kept = Vec::new();
+    for &mode in &modes {
+        if let Some(running) = run_mode(&bins, mode, args.keep)? {
+            kept.push(running);
+        }
+    }
+    if args.keep {
+        return keep(&bins, &mut kept);
+    }
+    let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+    println!(
+        "\nlab-demo: {} shown in {:.1} s; every namespace and process removed.",
+        names.join(", ").to_uppercase(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A mode's lab: the hosts and the servers in them. Fields drop in order,
+/// so the servers stop before the lab removes the namespaces.
+#[derive(Debug)]
+struct Net {
+    mode: Mode,
+    client: Host,
+    dir_host: Host,
+    /// (role, host, address) of every host, for the `--keep` listing.
+    hosts: Vec<(String, Host, String)>,
+    servers: Vec<HttpServer>,
+    /// Held only to keep them running (killed on drop).
+    _udp_servers: Vec<UdpServer>,
+    /// The TUN real servers' decapsulators, likewise.
+    _helpers: Vec<LabChild>,
+    veths: usize,
+    lab: Lab,
+}
+
+/// A mode's lab with `directord` running in it.
+#[derive(Debug)]
+struct Running {
+    director: Director,
+    net: Net,
+}
+
+#[derive(Debug)]
+struct Director {
+    proc: LabChild,
+    host: Host,
+    dirctl: String,
+}
+
+impl Director {
+    /// Runs `dirctl ARGS` in the director's namespace; returns stdout.
+    fn dirctl(&self, lab: &Lab, args: &[&str]) -> Result<String> {
+        let mut argv = vec![self.dirctl.as_str()];
+        argv.extend_from_slice(args);
+        let out = lab.exec(&self.host, &argv)?;
+        ensure!(
+            out.status.success(),
+            "dirctl {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Copies directord's output out of the lab dir (which goes with the
+    /// lab) and returns where it is.
+    fn save_log(&self, mode: Mode) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("lab-demo-{}-directord.log", mode.name()));
+        let text = format!(
+            "== directord's stdout\n{}\n== directord's stderr\n{}\n",
+            self.proc.stdout_text().trim_end(),
+            self.proc.stderr_text().trim_end()
+        );
+        let _ = fs::write(&path, text);
+        path
+    }
+}
+
+fn header(text: &str) {
+    println!("\n==== {text} ====");
+}
+
+fn step(text: &str) {
+    println!("\n-- {text}");
+}
+
+fn indented(text: &str) {
+    for line in text.lines() {
+        println!("   {line}");
+    }
+}
+
+/// Builds the lab for `mode`, starts directord and walks through the demo.
+/// Returns the running lab with `keep`, else stops and removes it.
+fn run_mode(bins: &Bins, mode: Mode, keep: bool) -> Result<Option<Running>> {
+    let t0 = Instant::now();
+    header(mode.title());
+    println!("{}", mode.story());
+
+    let net = build(bins, mode).with_context(|| format!("{}: building the lab", mode.name()))?;
+    let n_ns = net.lab.namespaces().len();
+    step(&format!(
+        "lab: {n_ns} namespaces {}* (one holds the bridges), offloads off on {} veths,",
+        net.lab.prefix(),
+        net.veths
+    ));
+    println!("   nginx and a UDP echo server on rs1 and rs2");
+    if mode == Mode::Tun {
+        println!(
+            "   rs1, rs2: `dirctl realserver setup --mode tun --vip {}`, then `dirctl realserver decap`",
+            mode.vip()
+        );
+    }
+
+    let director = start_director(bins, &net).context(mode.name())?;
+    let mut running = Running { director, net };
+    if let Err(e) = tour(&mut running) {
+        let log = running.director.save_log(mode);
+        bail!(
+            "{}: {e:#}\n   directord's output is in {}",
+            mode.name(),
+            log.display()
+        );
+    }
+    if keep {
+        return Ok(Some(running));
+    }
+
+    step("stopping directord");
+    let d = &mut running.director;
+    d.proc.stop_gracefully(Duration::from_secs(5));
+    let out = d.proc.stdout_text();
+    match out.lines().find(|l| l.contains("dropped frames")) {
+        Some(line) => println!("   {line}"),
+        None => {
+            let log = d.save_log(mode);
+            bail!(
+                "{}: directord did not stop cleanly; its output is in {}",
+                mode.name(),
+                log.display()
+            );
+        }
+    }
+    drop(running);
+    println!(
+        "   lab removed. {} done in {:.1} s",
+        mode.name().to_uppercase(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(None)
+}
+
+/// Starts directord in the director's namespace with the mode's config,
+/// printing the configuration as directord reads it.
+fn start_director(bins: &Bins, net: &Net) -> Result<Director> {
+    let lab = &net.lab;
+    let host = &net.dir_host;
+    let path = lab.unique_path("directord", ".toml");
+    fs::write(&path, net.mode.config()).context("writing directord's config")?;
+    let p = path.to_string_lossy().into_owned();
+    let check = lab.exec(host, &[&bins.directord, "--config", &p, "--check-config"])?;
+    ensure!(
+        check.status.success(),
+        "directord refused the config: {}",
+        String::from_utf8_lossy(&check.stderr).trim()
+    );
+    step("directord's configuration (directord --check-config):");
+    let plan = String::from_utf8_lossy(&check.stdout);
+    indented(
+        &plan
+            .lines()
+            .filter(|l| !l.contains("configuration OK"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let proc = lab.spawn(host, &[&bins.directord, "--config", &p])?;
+    let mut d = Director {
+        proc,
+        host: host.clone(),
+        dirctl: bins.dirctl.clone(),
+    };
+    // Bounded: until the control API listens, directord exits, or
+    // START_TIMEOUT passes.
+    let t0 = Instant::now();
+    let failure = loop {
+        if let Ok(Some(status)) = d.proc.try_wait() {
+            let err = d.proc.stderr_text();
+            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            break Some(format!(
+                "directord exited ({status}):
+   {}",
+                tail.join("\n   ")
+            ));
+        }
+        let short = Duration::from_millis(100);
+        if lab
+            .wait_listening(host, false, Ipv4Addr::LOCALHOST, 7400, short)
+            .is_ok()
+        {
+            break None;
+        }
+        if t0.elapsed() > START_TIMEOUT {
+            break Some(format!(
+                "directord's control API did not open within {START_TIMEOUT:?}"
+            ));
+        }
+    };
+    if let Some(why) = failure {
+        let log = d.save_log(net.mode);
+        bail!("{why}\n   directord's output is in {}", log.display());
+    }
+    println!(
+        "   started in {}: pid {}, control API on 127.0.0.1:7400",
+        host.name(),
+        d.proc.id()
+    );
+    Ok(d)
+}
+
+/// Turns off the veth offloads that would hand an AF_PACKET reader merged
+/// 64 KiB frames, on every interface of the lab.
+fn no_offloads(lab: &Lab, ifaces: &[Iface]) -> Result<()> {
+    for i in ifaces {
+        lab.disable_offloads(i)?;
+    }
+    Ok(())
+}
+
+fn nginx(lab: &Lab, host: &Host, name: &str) -> Result<HttpServer> {
+    // On every address: DR and TUN real servers receive on the VIP.
+    lab.nginx_with(
+        host,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+        name,
+        &NginxOptions { big_mib: 0 },
+    )
+}
+
+fn build(bins: &Bins, mode: Mode) -> Result<Net> {
+    let lab = Lab::new(mode.name())?;
+    match mode {
+        Mode::Dr => build_dr(lab),
+        Mode::Tun => build_tun(lab, bins),
+        Mode::Nat => build_nat(lab),
+    }
+}
+
+/// Adds a host linked to `seg` at `cidr`, recorded for the listing.
+fn add_host(
+    lab: &Lab,
+    hosts: &mut Vec<(String, Host, String)>,
+    ifaces: &mut Vec<Iface>,
+    role: &str,
+    links: &[(&lab_tests::Segment, &str)],
+) -> Result<Host> {
+    let h = lab.host(role)?;
+    let mut addrs = Vec::new();
+    for (seg, cidr) in links {
+        ifaces.push(lab.link(&h, seg, cidr)?);
+        addrs.push(cidr.split('/').next().unwrap_or(cidr).to_owned());
+    }
+    hosts.push((role.to_owned(), h.clone(), addrs.join(", ")));
+    Ok(h)
+}
+
+/// LVS-DR: everyone on one segment; the real servers hold the VIP on lo.
+fn build_dr(lab: Lab) -> Result<Net> {
+    let mode = Mode::Dr;
+    let lan = lab.segment("lan", "10.21.0.0/24")?;
+    let (mut hosts, mut ifaces) = (Vec::new(), Vec::new());
+    let client = add_host(
+        &lab,
+        &mut hosts,
+        &mut ifaces,
+        "client",
+        &[(&lan, "10.21.0.10/24")],
+    )?;
+    let dir_host = add_host(
+        &lab,
+        &mut hosts,
+        &mut ifaces,
+        "director",
+        &[(&lan, "10.21.0.2/24")],
+    )?;
+    let (mut servers, mut udp_servers) = (Vec::new(), Vec::new());
+    for n in 1..=2u8 {
+        let name = format!("rs{n}");
+        let cidr = format!("10.21.0.1{n}/24");
+        let h = add_host(&lab, &mut hosts, &mut ifaces, &name, &[(&lan, &cidr)])?;
+        lab.dr_real_server(&h, mode.vip())?;
+        servers.push(nginx(&lab, &h, &name)?);
+        // Bound to the VIP, so that replies leave from the VIP.
+        udp_servers.push(lab.udp_echo(&h, mode.udp(), &name)?);
+    }
+    no_offloads(&lab, &ifaces)?;
+    Ok(Net {
+        mode,
+        client,
+        dir_host,
+        hosts,
+        servers,
+        _udp_servers: udp_servers,
+        _helpers: Vec::new(),
+        veths: ifaces.len(),
+        lab,
+    })
+}
+
+/// LVS-TUN: the real servers are off-link behind a router; the director
+/// reaches them with IPIP, which `dirctl realserver decap` unwraps.
+fn build_tun(lab: Lab, bins: &Bins) -> Result<Net> {
+    let mode = Mode::Tun;
+    let front = lab.segment("front", "10.22.0.0/24")?;
+    let back = lab.segment("back", "10.32.0.0/24")?;
+    let (mut hosts, mut ifaces) = (Vec::new(), Vec::new());
+    let router = add_host(
+        &lab,
+        &mut hosts,
+        &mut ifaces,
+        "router",
+        &[(&front, "10.22.0.1/24"), (&back, "10.32.0.1/24")],
+    )?;
+    lab.enable_forwarding(&router)?;
+    let client = add_host(
+        &lab,
+        &mut hosts,
+        &mut ifaces,
+        "client",
+        &[(&front, "10.22.0.10/24")],
+    )?;
+    let dir_host = add_host(
+        &lab,
+        &mut hosts,
+        &mut ifaces,
+        "director",
+        &[(&front, "10.22.0.2/24")],
+    )?;
+    let (mut servers, mut udp_servers, mut helpers) = (Vec::new(), Vec::new(), Vec::new());
+    let vip = mode.vip().to_string();
+    for n in 1..=2u8 {
+        let name = format!("rs{n}");
+        let cidr = format!("10.32.0.1{n}/24");
+        let h = add_host(&lab, &mut hosts, &mut ifaces, &name, &[(&back, &cidr)])?;
+        lab.route(&h, "default via 10.32.0.1")?;
+        let state = lab.dir().join(format!("{name}-state"));
+        let state = state.to_string_lossy();
+        let argv = [
+            bins.dirctl.as_str(),
+            "realserver",
+            "setup",
+            "--mode",
+            "tun",
+            "--vip",
+            &vip,
+            "--decap",
+            "userspace",
+            "--state-dir",
+            &state,
+        ];
+        let out = lab.exec(&h, &argv)?;
+        ensure!(
+            out.status.success(),
+            "{name}: dirctl realserver setup --mode tun: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        helpers.push(lab.spawn(
+            &h,
+            &[&bins.dirctl, "realserver", "decap", "--dev", "lvs-tun0"],
+        )?);
+        servers.push(nginx(&lab, &h, &name)?);
+        udp_servers.push(lab.udp_echo(&h, mode.udp(), &name)?);
+    }
+    no_offloads(&lab, &ifaces)?;
+    Ok(Net {
+        mode,
+        client,
+        dir_host,
+        hosts,
+        servers,
+        _udp_servers: udp_servers,
+        _helpers: helpers,
+        veths: ifaces.len(),
+        lab,
+    })
+}
+
+/// LVS-NAT: clients outside, real servers inside routed via the inside
+/// gateway address the director holds; port 8099 maps to 80.
+fn build_nat(lab: Lab) -> Result<Net> {
+    let mode = Mode::Nat;
+    let outside = lab.segment("outside", "10.23.0.0/24")?;
+    let inside = lab.segment("inside", "10.33.0.0/24")?;
+    let (mut hosts, mut ifaces) = (Vec::new(), Vec::new());
+    let client = add_host(
+        &lab,
+        &mut hosts,
+        &mut ifaces,
+        "client",
+        &[(&outside, "10.23.0.10/24")],
+    )?;
+    let dir_host = add_host(
+        &lab,
+        &mut hosts,
+        &mut ifaces,
+        "director",
+        &[(&outside, "10.23.0.2/24"), (&inside, "10.33.0.2/24")],
+    )?;
+    let (mut servers, mut udp_servers) = (Vec::new(), Vec::new());
+    for n in 1..=2u8 {
+        let name = format!("rs{n}");
+        let cidr = format!("10.33.0.1{n}/24");
+        let h = add_host(&lab, &mut hosts, &mut ifaces, &name, &[(&inside, &cidr)])?;
+        lab.route(&h, "default via 10.33.0.1")?;
+        servers.push(nginx(&lab, &h, &name)?);
+        let bind = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353);
+        udp_servers.push(lab.udp_echo(&h, bind, &name)?);
+    }
+    no_offloads(&lab, &ifaces)?;
+    Ok(Net {
+        mode,
+        client,
+        dir_host,
+        hosts,
+        servers,
+        _udp_servers: udp_servers,
+        _helpers: Vec::new(),
+        veths: ifaces.len(),
+        lab,
+    })
+}
+
+/// One request's outcome.
+#[derive(Debug)]
+struct Answer {
+    server: String,
+    ms: f64,
+    /// What the server saw: `client:port server:port`.
+    saw: String,
+}
+
+fn request(net: &Net, path: &str) -> Result<Answer> {
+    let opts = CurlOptions {
+        max_time: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+        extra_args: Vec::new(),
+    };
+    let url = net.mode.url(path);
+    let r = net.lab.curl_with(&net.client, &url, &opts)?;
+    ensure!(r.status == 200, "{url}: HTTP {}", r.status);
+    Ok(Answer {
+        server: r.header("X-Real-Server").unwrap_or("?").to_owned(),
+        ms: r.timing.total.as_secs_f64() * 1000.0,
+        saw: r.text().trim().to_owned(),
+    })
+}
+
+/// `n` requests to `/`; the names of the servers that answered.
+fn requests(net: &Net, n: usize) -> Result<Vec<String>> {
+    (0..n)
+        .map(|i| {
+            request(net, "/")
+                .map(|a| a.server)
+                .with_context(|| format!("request {}", i + 1))
+        })
+        .collect()
+}
+
+fn count(names: &[String], who: &str) -> usize {
+    names.iter().filter(|n| *n == who).count()
+}
+
+/// The walk through a running lab: requests, UDP, listings, and in DR the
+/// live weight change and drain.
+fn tour(r: &mut Running) -> Result<()> {
+    let net = &r.net;
+    let mode = net.mode;
+    let lab = &net.lab;
+
+    step(&format!(
+        "{REQUESTS} HTTP requests from the client: curl {}",
+        mode.url("/client")
+    ));
+    println!(
+        "   {:>3}  {:<6}  {:>8}  what the server saw: client -> server",
+        "#", "server", "time"
+    );
+    let mut names = Vec::new();
+    for i in 1..=REQUESTS {
+        let a = request(net, "/client").with_context(|| format!("request {i}"))?;
+        let saw = a.saw.replacen(' ', " -> ", 1);
+        let ms = format!("{:.1} ms", a.ms);
+        println!("   {i:>3}  {:<6}  {ms:>8}  {saw}", a.server);
+        names.push(a.server);
+    }
+    let (rs1, rs2) = (count(&names, "rs1"), count(&names, "rs2"));
+    let logged: Vec<usize> = net.servers.iter().map(|s| s.requests_served()).collect();
+    println!(
+        "   rs1 answered {rs1}, rs2 {rs2} (their nginx access logs: {}, {})\n   {}",
+        logged[0],
+        logged[1],
+        match mode {
+            Mode::Nat => "each saw the client's own address, and VIP:8099 rewritten to its own :80",
+            _ => "each saw the client's own address, and the VIP as its own address",
+        }
+    );
+    ensure!(
+        rs1 == REQUESTS / 2 && rs2 == REQUESTS / 2 && logged == [rs1, rs2],
+        "expected an even split over rs1 and rs2, got rs1 {rs1}, rs2 {rs2} (logged {logged:?})"
+    );
+
+    let udp = mode.udp();
+    let ask = UdpAsk {
+        count: 10,
+        timeout: Duration::from_secs(2),
+        fresh_port: true,
+        bind: None,
+    };
+    let replies = lab.udp_ask(&net.client, udp, &ask)?;
+    let answered: Vec<_> = replies.iter().filter_map(|x| x.reply.as_ref()).collect();
+    let u1 = answered.iter().filter(|a| a.server() == "rs1").count();
+    let from_vip = answered
+        .iter()
+        .all(|a| a.from.to_string() == udp.to_string());
+    step(&format!(
+        "UDP: 10 datagrams to {udp}, each from a new port: rs1 {u1}, rs2 {}, replies from {}",
+        answered.len() - u1,
+        if from_vip { "the VIP" } else { "elsewhere!" }
+    ));
+    ensure!(
+        answered.len() == 10 && from_vip,
+        "UDP: {} of 10 answered (all from {udp}: {from_vip})",
+        answered.len()
+    );
+
+    step("dirctl -Ln --stats (ipvsadm's layout: per service, then per real server)");
+    indented(&r.director.dirctl(lab, &["-Ln", "--stats"])?);
+    if mode != Mode::Nat {
+        println!(
+            "   (OutPkts 0: in {} the replies go from the real servers straight to the client)",
+            mode.name().to_uppercase()
+        );
+    }
+
+    let table = r.director.dirctl(lab, &["-Lnc"])?;
+    let entries = table
+        .lines()
+        .filter(|l| l.starts_with("TCP") || l.starts_with("UDP"))
+        .count();
+    step(&format!(
+        "dirctl -Lnc (the connection table; first {} of {entries} entries)",
+        CONN_LINES
+    ));
+    let lines: Vec<&str> = table.lines().collect();
+    indented(&lines[..lines.len().min(CONN_LINES + 2)].join("\n"));
+
+    if mode == Mode::Dr {
+        weights(r)?;
+    }
+    Ok(())
+}
+
+/// DR only: a live weight change under wrr, then a drain, then back.
+fn weights(r: &Running) -> Result<()> {
+    let (net, d) = (&r.net, &r.director);
+    let lab = &net.lab;
+    let svc = format!("{}:80", net.mode.vip());
+    let edit = |w: &str| -> Result<()> {
+        d.dirctl(
+            lab,
+            &["-e", "-t", &svc, "-r", "10.21.0.11:80", "-g", "-w", w],
+        )
+        .map(drop)
+    };
+
+    step(&format!(
+        "live weight change: dirctl -e -t {svc} -r 10.21.0.11:80 -g -w 3, then 12 requests"
+    ));
+    edit("3")?;
+    let names = requests(net, 12)?;
+    let rs1 = count(&names, "rs1");
+    println!("   {}", names.join(" "));
+    println!(
+        "   rs1 {rs1}, rs2 {}: wrr now sends 3 of every 4 new connections to rs1",
+        12 - rs1
+    );
+    ensure!(rs1 == 9, "wrr 3:1 should give rs1 9 of 12, got {rs1}");
+
+    step("drain: dirctl -e ... -w 0 (quiesce rs1), then 6 requests");
+    edit("0")?;
+    let names = requests(net, 6)?;
+    println!("   {}", names.join(" "));
+    ensure!(
+        count(&names, "rs2") == 6,
+        "weight 0 should send no new connection to rs1: {names:?}"
+    );
+    println!("   no new connection to rs1; its existing entries stay until they expire:");
+    let list = d.dirctl(lab, &["-Ln"])?;
+    indented(
+        &list
+            .lines()
+            .filter(|l| {
+                l.starts_with("Prot")
+                    || l.contains("RemoteAddress")
+                    || l.starts_with("TCP")
+                    || (l.contains("->") && l.contains(":80 "))
+            })
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    edit("1")?;
+    println!("   (weight of rs1 set back to 1)");
+    Ok(())
+}
+
+/// `--keep`: prints how to reach the labs, then waits for Ctrl-C (the
+/// harness's signal guard removes the labs and exits) or for a director to
+/// go away.
+fn keep(bins: &Bins, kept: &mut [Running]) -> Result<()> {
+    header("The lab is up (--keep). From another shell, as root:");
+    for r in kept.iter() {
+        let net = &r.net;
+        let mode = net.mode;
+        println!("\n{} (VIP {}):", mode.title(), mode.vip());
+        for (role, host, addr) in &net.hosts {
+            println!("   {role:<9} {:<28} {addr}", host.ns());
+        }
+        let (client, dir) = (net.client.ns(), net.dir_host.ns());
+        println!("   ip netns exec {client} curl {}", mode.url("/"));
+        println!("   ip netns exec {client} curl {}", mode.url("/client"));
+        println!("   ip netns exec {dir} {} -Ln --stats", bins.dirctl);
+        println!("   ip netns exec {dir} {} -Lnc", bins.dirctl);
+        println!(
+            "   directord's output: {}",
+            r.director.proc.stderr_path().display()
+        );
+    }
+    println!(
+        "\nCtrl-C removes it all. If this process is killed hard, deploy/lab/down.sh cleans up."
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        for r in kept.iter_mut() {
+            if !Path::new(sweep::NETNS_DIR)
+                .join(r.net.dir_host.ns())
+                .exists()
+            {
+                println!("lab-demo: the lab was removed from outside; exiting");
+                return Ok(());
+            }
+            if !r.director.proc.is_running() {
+                let log = r.director.save_log(r.net.mode);
+                bail!(
+                    "directord ({}) exited; its output is in {}",
+                    r.net.mode.name(),
+                    log.display()
+                );
+            }
+        }
+    }
+}
+
+/// Whether a lab's owning process is gone: no such pid, or a zombie (just
+/// killed, not yet reaped by its parent).
+fn owner_gone(pid: u32) -> bool {
+    if !sweep::pid_alive(pid) {
+        return true;
+    }
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = &stat[stat.rfind(')')? + 1..];
+            after.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// `--down`: removes the harness's namespaces whose owning process is
+/// gone (with `all`, every `lbt-` namespace), the processes in them, and
+/// their temp directories. The harness names everything
+/// `lbt-<owner pid>-<n>-...`, which is what this goes by.
+fn down(all: bool) -> Result<()> {
+    let remove = |name: &str| all || sweep::owner_pid(name).is_some_and(owner_gone);
+    let mut removed = 0;
+    let mut kept = Vec::new();
+    let mut namespaces: Vec<String> = sweep::namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(sweep::PREFIX_TAG))
+        .collect();
+    namespaces.sort();
+    for ns in &namespaces {
+        if !remove(ns) {
+            kept.push(ns.clone());
+            continue;
+        }
+        let pids = lab_tests::cmd::run_ok(
+            &["ip", "netns", "pids", ns],
+            lab_tests::cmd::DEFAULT_TIMEOUT,
+        )
+        .map(|s| s.split_whitespace().count())
+        .unwrap_or(0);
+        sweep::delete_namespace(ns);
+        let gone = !Path::new(sweep::NETNS_DIR).join(ns).exists();
+        ensure!(gone, "could not delete namespace {ns}");
+        println!("removed namespace {ns} (killed {pids} process(es) in it)");
+        removed += 1;
+    }
+    // Temp dirs: a process that outlived its namespace still names its
+    // directory (nginx -c DIR/nginx.conf, directord --config DIR/...).
+    let tmp = std::env::temp_dir();
+    let mut dirs: Vec<(String, PathBuf)> = fs::read_dir(&tmp)
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                Some((e.file_name().into_string().ok()?, e.path()))
+            })
+            .filter(|(name, _)| sweep::owner_pid(name).is_some())
+            .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    for (name, path) in dirs.iter().filter(|(n, _)| remove(n)) {
+        let strays = sweep::processes_mentioning(&path.to_string_lossy());
+        for pid in &strays {
+            lab_tests::cmd::kill_pid(*pid, "KILL");
+        }
+        fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+        let extra = if strays.is_empty() {
+            String::new()
+        } else {
+            format!(" (killed {} stray process(es))", strays.len())
+        };
+        println!("removed directory {}{extra}", tmp.join(name).display());
+        removed += 1;
+    }
+    if !kept.is_empty() {
+        println!(
+            "left {} namespace(s) whose owner is still running (a demo with --keep, or tests), \
+             e.g. {}; --all removes them too",
+            kept.len(),
+            kept[0]
+        );
+    }
+    if removed == 0 && kept.is_empty() {
+        println!("no lab left behind: nothing to remove");
+    }
+    Ok(())
+}
