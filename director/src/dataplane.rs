@@ -19,12 +19,12 @@
 //! the path from frame to verdict takes no global lock. Nothing here does
 //! I/O or reads a clock: the driver passes `now` and sends what comes back.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
+use rustc_hash::FxHashMap;
 
 use crate::conn::{self, ConnEvent, ConnTable, Miss, ReplyKey, TableConfig};
 use crate::dest::{STAT_SLOTS, StatSlot};
@@ -69,7 +69,7 @@ pub trait Neighbours {
 #[derive(Debug, Clone, Default)]
 pub struct StaticNeighbours {
     /// Directly reachable hosts.
-    pub hosts: HashMap<IpAddr, NextHop>,
+    pub hosts: FxHashMap<IpAddr, NextHop>,
     /// Where everything else goes.
     pub gateway: Option<NextHop>,
 }

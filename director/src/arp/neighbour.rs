@@ -34,6 +34,8 @@
 //! again.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -720,7 +722,9 @@ fn valid_mac(mac: MacAddr) -> bool {
 
 #[derive(Default)]
 struct Published {
-    map: HashMap<Ipv4Addr, ViewEntry>,
+    /// FxHash: looked up on every forwarded packet; the keys are on-link
+    /// addresses and the cache is bounded, so hash flooding buys nothing.
+    map: FxHashMap<Ipv4Addr, ViewEntry>,
     version: u64,
 }
 
