@@ -1,0 +1,1019 @@
+//! `lab-bench`: the end-to-end lab benchmark of `directord` against no
+//! balancer, nftables DNAT and HAProxy, with `wrk` from a client namespace.
+//!
+//! Every system gets its own fresh lab (namespaces, freshly started nginx
+//! real servers serving `/` and a 1 MiB `/big.bin`, offloads off on every
+//! veth) so that no TIME_WAIT entry of one system meets the next; the
+//! client also gets a port range of its own per system and
+//! `tcp_tw_reuse=1`. Systems:
+//!
+//! - `direct`: no balancer; two wrk (`-t1 -c32`) hit rs1 and rs2 at once,
+//!   summed;
+//! - `dr`, `tun`, `nat`: directord (`workers = 1`) in the three LVS modes,
+//!   as `director/tests/directord_lab.rs` builds them (TUN: real servers
+//!   behind a router, `dirctl realserver decap`);
+//! - `nft`: nftables DNAT round robin (`numgen inc mod 2`), kernel
+//!   forwarding in the balancer namespace only, same two-NIC topology as
+//!   `nat`;
+//! - `haproxy`: HAProxy `mode tcp`, `balance roundrobin`, one thread, on the
+//!   VIP of the balancer's outside interface, same topology.
+//!
+//! Workloads: small page keep-alive, small page with `Connection: close`,
+//! and the 1 MiB file; `wrk -t2 -c64 -dDs --latency`. Prints a Markdown
+//! table (median of the runs), the ratios, and where the CPU went.
+//!
+//! ```text
+//! lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
+//! ```
+//!
+//! Needs root, wrk, nft, haproxy, nginx; `deploy/bench/lab.sh` installs
+//! them, builds and runs this. Bounded: every wrk and command has a
+//! deadline; labs are removed on every exit path (harness Drop and signal
+//! guard).
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use lab_tests::{CurlOptions, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, Segment};
+
+const USAGE: &str = "\
+usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
+
+  --directord PATH  the directord binary (target/release/directord)
+  --dirctl PATH     the dirctl binary (target/release/dirctl)
+  --runs N          wrk runs per system and workload; the median is shown (default 3)
+  --duration S      seconds per wrk run (default 8)
+  --systems LIST    among direct,dr,tun,nat,nft,haproxy (default all)
+Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this.";
+
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// USER_HZ: the unit of /proc/*/stat and /proc/stat times.
+const TICKS_PER_SEC: f64 = 100.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum System {
+    Direct,
+    Dr,
+    Tun,
+    Nat,
+    Nft,
+    Haproxy,
+}
+
+const ALL_SYSTEMS: [System; 6] = [
+    System::Direct,
+    System::Dr,
+    System::Tun,
+    System::Nat,
+    System::Nft,
+    System::Haproxy,
+];
+
+impl System {
+    fn parse(s: &str) -> Result<System> {
+        Ok(match s {
+            "direct" => System::Direct,
+            "dr" => System::Dr,
+            "tun" => System::Tun,
+            "nat" => System::Nat,
+            "nft" | "nftables" => System::Nft,
+            "haproxy" => System::Haproxy,
+            _ => bail!("system `{s}`: want direct, dr, tun, nat, nft or haproxy"),
+        })
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            System::Direct => "direct (no balancer)",
+            System::Dr => "ours DR",
+            System::Tun => "ours TUN",
+            System::Nat => "ours NAT",
+            System::Nft => "nftables DNAT",
+            System::Haproxy => "HAProxy tcp",
+        }
+    }
+
+    /// The client's ephemeral port range: one of its own per system.
+    fn port_range(self) -> (u16, u16) {
+        let i = ALL_SYSTEMS.iter().position(|&s| s == self).unwrap_or(0) as u16;
+        let lo = 10_000 + i * 9_000;
+        (lo, lo + 8_999)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Workload {
+    KeepAlive,
+    Close,
+    Big,
+}
+
+const WORKLOADS: [Workload; 3] = [Workload::KeepAlive, Workload::Close, Workload::Big];
+
+impl Workload {
+    fn title(self) -> &'static str {
+        match self {
+            Workload::KeepAlive => "small, keep-alive",
+            Workload::Close => "small, conn/request",
+            Workload::Big => "1 MiB",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Workload::Big => "/big.bin",
+            _ => "/",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Args {
+    directord: Option<PathBuf>,
+    dirctl: Option<PathBuf>,
+    runs: usize,
+    duration: u64,
+    systems: Vec<System>,
+    help: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        directord: None,
+        dirctl: None,
+        runs: 3,
+        duration: 8,
+        systems: ALL_SYSTEMS.to_vec(),
+        help: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it.next().with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "--directord" => a.directord = Some(PathBuf::from(value()?)),
+            "--dirctl" => a.dirctl = Some(PathBuf::from(value()?)),
+            "--runs" => {
+                a.runs = value()?.parse().context("--runs")?;
+                ensure!((1..=9).contains(&a.runs), "--runs: 1 to 9");
+            }
+            "--duration" => {
+                a.duration = value()?.parse().context("--duration")?;
+                ensure!((1..=60).contains(&a.duration), "--duration: 1 to 60 s");
+            }
+            "--systems" => {
+                let mut v = value()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(System::parse)
+                    .collect::<Result<Vec<_>>>()?;
+                v.sort();
+                v.dedup();
+                ensure!(!v.is_empty(), "--systems: none given");
+                a.systems = v;
+            }
+            "-h" | "--help" => a.help = true,
+            _ => bail!("unknown argument `{arg}`"),
+        }
+    }
+    Ok(a)
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+fn bin(path: Option<&PathBuf>, flag: &str) -> Result<String> {
+    let path = path.with_context(|| format!("{flag} PATH is required\n\n{USAGE}"))?;
+    let abs = path
+        .canonicalize()
+        .with_context(|| format!("{flag} {}: not found; build it first", path.display()))?;
+    ensure!(abs.is_file(), "{flag} {}: not a file", abs.display());
+    Ok(abs.to_string_lossy().into_owned())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lab-bench: {e:#}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if !is_root() {
+        eprintln!("lab-bench: run as root: the lab builds network namespaces");
+        return ExitCode::FAILURE;
+    }
+    match bench(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nlab-bench: FAILED: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bins {
+    directord: String,
+    dirctl: String,
+}
+
+/// One wrk run (summed over the wrk processes of `direct`).
+#[derive(Debug, Clone)]
+struct Sample {
+    rps: f64,
+    /// The worst p99 of the wrk processes, in ms.
+    p99_ms: f64,
+    errors: u64,
+    cpu: String,
+}
+
+#[derive(Debug, Clone)]
+struct Cell {
+    rps: f64,
+    p99_ms: f64,
+    errors: u64,
+    runs: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn bench(args: &Args) -> Result<()> {
+    let bins = Bins {
+        directord: bin(args.directord.as_ref(), "--directord")?,
+        dirctl: bin(args.dirctl.as_ref(), "--dirctl")?,
+    };
+    for tool in ["wrk", "nft", "haproxy", "nginx", "ethtool"] {
+        let ok = lab_tests::cmd::run(&["sh", "-c", &format!("command -v {tool}")], START_TIMEOUT)
+            .is_ok_and(|o| o.status.success());
+        ensure!(ok, "`{tool}` not found: deploy/bench/lab.sh installs it");
+    }
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "lab-bench: {cpus} CPUs, load before: {}; wrk -t2 -c64 -d{}s --latency, {} run(s) each \
+         (median shown)",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        args.duration,
+        args.runs
+    );
+    let t0 = Instant::now();
+    let mut cells: BTreeMap<(System, Workload), Cell> = BTreeMap::new();
+    let mut notes: Vec<String> = Vec::new();
+    for &system in &args.systems {
+        let ts = Instant::now();
+        eprintln!("\n== {}", system.title());
+        let mut net =
+            build(&bins, system).with_context(|| format!("{}: building", system.title()))?;
+        check(&net).with_context(|| format!("{}: first requests", system.title()))?;
+        for &w in &WORKLOADS {
+            let mut samples = Vec::new();
+            for run in 1..=args.runs {
+                let s = run_wrk(&mut net, w, args.duration)
+                    .with_context(|| format!("{}, {}, run {run}", system.title(), w.title()))?;
+                eprintln!(
+                    "   {:<20} run {run}: {:>9.0} req/s  p99 {:>8.2} ms  errors {}  | {}",
+                    w.title(),
+                    s.rps,
+                    s.p99_ms,
+                    s.errors,
+                    s.cpu
+                );
+                notes.push(format!(
+                    "{} / {} / run {run}: {:.0} req/s; {}",
+                    system.title(),
+                    w.title(),
+                    s.rps,
+                    s.cpu
+                ));
+                samples.push(s);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            cells.insert(
+                (system, w),
+                Cell {
+                    rps: median(samples.iter().map(|s| s.rps).collect()),
+                    p99_ms: median(samples.iter().map(|s| s.p99_ms).collect()),
+                    errors: samples.iter().map(|s| s.errors).sum(),
+                    runs: samples.len(),
+                },
+            );
+        }
+        if let Some(b) = net.balancer_proc.as_mut()
+            && let Ok(Some(st)) = b.try_wait()
+        {
+            bail!(
+                "{}: the balancer exited during the bench ({st}): {}",
+                system.title(),
+                b.stderr_text().trim()
+            );
+        }
+        drop(net);
+        eprintln!(
+            "   ({:.0} s with setup and teardown)",
+            ts.elapsed().as_secs_f64()
+        );
+    }
+    print_report(args, &cells, &notes);
+    println!(
+        "\nlab-bench: done in {:.0} s; every lab removed.",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn fmt_cell(c: Option<&Cell>) -> String {
+    match c {
+        Some(c) => {
+            let err = if c.errors > 0 {
+                format!(" ({} err)", c.errors)
+            } else {
+                String::new()
+            };
+            format!("{:.0} / {:.2} ms{err}", c.rps, c.p99_ms)
+        }
+        None => "–".into(),
+    }
+}
+
+fn ratio(cells: &BTreeMap<(System, Workload), Cell>, a: System, b: System, w: Workload) -> String {
+    match (cells.get(&(a, w)), cells.get(&(b, w))) {
+        (Some(x), Some(y)) if y.rps > 0.0 => format!("{:.2}", x.rps / y.rps),
+        _ => "–".into(),
+    }
+}
+
+fn print_report(args: &Args, cells: &BTreeMap<(System, Workload), Cell>, notes: &[String]) {
+    let runs = cells.values().map(|c| c.runs).max().unwrap_or(0);
+    println!(
+        "\n### req/s / p99 latency (wrk -t2 -c64 -d{}s --latency; median of {runs} run(s))\n",
+        args.duration
+    );
+    let mut head = String::from("| system |");
+    let mut sep = String::from("|---|");
+    for w in WORKLOADS {
+        head.push_str(&format!(" {} |", w.title()));
+        sep.push_str("---|");
+    }
+    println!("{head}\n{sep}");
+    for &s in &args.systems {
+        let mut row = format!("| {} |", s.title());
+        for w in WORKLOADS {
+            row.push_str(&format!(" {} |", fmt_cell(cells.get(&(s, w)))));
+        }
+        println!("{row}");
+    }
+    if let Some(c) = cells.get(&(System::Direct, Workload::Big)) {
+        println!(
+            "\n(1 MiB direct: {:.0} MiB/s = {:.1} Gbit/s of payload)",
+            c.rps,
+            c.rps * 8.0 * 1.048_576 / 1000.0
+        );
+    }
+
+    println!("\n### ratios of req/s\n");
+    println!("| ratio | {} |", WORKLOADS.map(|w| w.title()).join(" | "));
+    println!("|---|---|---|---|");
+    let mut pairs = vec![
+        (System::Dr, System::Direct),
+        (System::Tun, System::Direct),
+        (System::Nat, System::Nft),
+    ];
+    for s in [System::Dr, System::Tun, System::Nat, System::Nft] {
+        pairs.push((s, System::Haproxy));
+    }
+    for (a, b) in pairs {
+        if !cells.contains_key(&(a, Workload::KeepAlive))
+            || !cells.contains_key(&(b, Workload::KeepAlive))
+        {
+            continue;
+        }
+        let row: Vec<String> = WORKLOADS.iter().map(|&w| ratio(cells, a, b, w)).collect();
+        println!("| {} / {} | {} |", a.title(), b.title(), row.join(" | "));
+    }
+
+    println!("\n### where the CPU went (per run; % of one core, 100 % = one core busy)\n");
+    for n in notes {
+        println!("- {n}");
+    }
+}
+
+// ----------------------------------------------------------------- labs
+
+/// A system's lab. Fields drop in order: processes before the lab.
+#[derive(Debug)]
+struct Net {
+    system: System,
+    client: Host,
+    /// Base URLs (`http://ADDR`) wrk hits; two for `direct`.
+    targets: Vec<String>,
+    /// directord or haproxy.
+    balancer_proc: Option<LabChild>,
+    servers: Vec<HttpServer>,
+    /// TUN decapsulators.
+    helpers: Vec<LabChild>,
+    lab: Lab,
+}
+
+fn add(lab: &Lab, ifaces: &mut Vec<Iface>, role: &str, links: &[(&Segment, &str)]) -> Result<Host> {
+    let h = lab.host(role)?;
+    for (seg, cidr) in links {
+        ifaces.push(lab.link(&h, seg, cidr)?);
+    }
+    Ok(h)
+}
+
+fn nginx(lab: &Lab, host: &Host, name: &str) -> Result<HttpServer> {
+    lab.nginx_with(
+        host,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+        name,
+        &NginxOptions { big_mib: 1 },
+    )
+}
+
+fn client_sysctls(lab: &Lab, client: &Host, system: System) -> Result<()> {
+    let (lo, hi) = system.port_range();
+    lab.sysctl(
+        client,
+        "net.ipv4.ip_local_port_range",
+        &format!("{lo} {hi}"),
+    )?;
+    lab.sysctl(client, "net.ipv4.tcp_tw_reuse", "1")
+}
+
+const DR_VIP: &str = "10.21.0.100";
+const TUN_VIP: &str = "10.22.0.100";
+const NAT_VIP: &str = "10.23.0.100";
+
+fn dr_config() -> String {
+    format!(
+        r#"
+[node]
+name = "bench-dr"
+[dataplane]
+workers = 1
+[[interface]]
+name = "eth0"
+address = "10.21.0.2/24"
+[[service]]
+protocol = "tcp"
+address = "{DR_VIP}:80"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.21.0.11:80"
+  method = "dr"
+  [[service.real_server]]
+  address = "10.21.0.12:80"
+  method = "dr"
+"#
+    )
+}
+
+fn tun_config() -> String {
+    format!(
+        r#"
+[node]
+name = "bench-tun"
+[dataplane]
+workers = 1
+[[interface]]
+name = "eth0"
+address = "10.22.0.2/24"
+gateway = "10.22.0.1"
+[[service]]
+protocol = "tcp"
+address = "{TUN_VIP}:80"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.32.0.11:80"
+  method = "tun"
+  [[service.real_server]]
+  address = "10.32.0.12:80"
+  method = "tun"
+"#
+    )
+}
+
+fn nat_config() -> String {
+    format!(
+        r#"
+[node]
+name = "bench-nat"
+[dataplane]
+workers = 1
+[[interface]]
+name = "eth0"
+address = "10.23.0.2/24"
+[[interface]]
+name = "eth1"
+address = "10.33.0.2/24"
+vips = ["10.33.0.1"]
+[[service]]
+protocol = "tcp"
+address = "{NAT_VIP}:80"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.33.0.11:80"
+  method = "nat"
+  [[service.real_server]]
+  address = "10.33.0.12:80"
+  method = "nat"
+"#
+    )
+}
+
+const NFT_RULES: &str = "\
+table ip lbbench {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr 10.23.0.100 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 10.33.0.11, 1 : 10.33.0.12 }
+    }
+}
+";
+
+fn haproxy_config(dir: &str) -> String {
+    format!(
+        "\
+global
+    nbthread 1
+    maxconn 4000
+    pidfile {dir}/haproxy.pid
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind {NAT_VIP}:80
+    default_backend be
+backend be
+    balance roundrobin
+    server rs1 10.33.0.11:80
+    server rs2 10.33.0.12:80
+"
+    )
+}
+
+fn build(bins: &Bins, system: System) -> Result<Net> {
+    let name = match system {
+        System::Direct => "bdirect",
+        System::Dr => "bdr",
+        System::Tun => "btun",
+        System::Nat => "bnat",
+        System::Nft => "bnft",
+        System::Haproxy => "bhap",
+    };
+    let lab = Lab::new(name)?;
+    let mut ifaces = Vec::new();
+    let mut servers = Vec::new();
+    let mut helpers = Vec::new();
+    let (client, balancer, targets) = match system {
+        System::Direct | System::Dr => {
+            let lan = lab.segment("lan", "10.21.0.0/24")?;
+            let client = add(&lab, &mut ifaces, "client", &[(&lan, "10.21.0.10/24")])?;
+            let dir = if system == System::Dr {
+                Some(add(
+                    &lab,
+                    &mut ifaces,
+                    "director",
+                    &[(&lan, "10.21.0.2/24")],
+                )?)
+            } else {
+                None
+            };
+            for n in 1..=2u8 {
+                let rs = format!("rs{n}");
+                let h = add(
+                    &lab,
+                    &mut ifaces,
+                    &rs,
+                    &[(&lan, &format!("10.21.0.1{n}/24"))],
+                )?;
+                if system == System::Dr {
+                    lab.dr_real_server(&h, DR_VIP.parse()?)?;
+                }
+                servers.push(nginx(&lab, &h, &rs)?);
+            }
+            let targets = if system == System::Dr {
+                vec![format!("http://{DR_VIP}")]
+            } else {
+                vec!["http://10.21.0.11".into(), "http://10.21.0.12".into()]
+            };
+            (client, dir, targets)
+        }
+        System::Tun => {
+            let front = lab.segment("front", "10.22.0.0/24")?;
+            let back = lab.segment("back", "10.32.0.0/24")?;
+            let router = add(
+                &lab,
+                &mut ifaces,
+                "router",
+                &[(&front, "10.22.0.1/24"), (&back, "10.32.0.1/24")],
+            )?;
+            lab.enable_forwarding(&router)?;
+            let client = add(&lab, &mut ifaces, "client", &[(&front, "10.22.0.10/24")])?;
+            let dir = add(&lab, &mut ifaces, "director", &[(&front, "10.22.0.2/24")])?;
+            for n in 1..=2u8 {
+                let rs = format!("rs{n}");
+                let h = add(
+                    &lab,
+                    &mut ifaces,
+                    &rs,
+                    &[(&back, &format!("10.32.0.1{n}/24"))],
+                )?;
+                lab.route(&h, "default via 10.32.0.1")?;
+                let state = lab.dir().join(format!("{rs}-state"));
+                let state = state.to_string_lossy();
+                let argv = [
+                    bins.dirctl.as_str(),
+                    "realserver",
+                    "setup",
+                    "--mode",
+                    "tun",
+                    "--vip",
+                    TUN_VIP,
+                    "--decap",
+                    "userspace",
+                    "--state-dir",
+                    &state,
+                ];
+                let out = lab.exec(&h, &argv)?;
+                ensure!(
+                    out.status.success(),
+                    "{rs}: dirctl realserver setup: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                helpers.push(lab.spawn(
+                    &h,
+                    &[&bins.dirctl, "realserver", "decap", "--dev", "lvs-tun0"],
+                )?);
+                servers.push(nginx(&lab, &h, &rs)?);
+            }
+            (client, Some(dir), vec![format!("http://{TUN_VIP}")])
+        }
+        System::Nat | System::Nft | System::Haproxy => {
+            let outside = lab.segment("outside", "10.23.0.0/24")?;
+            let inside = lab.segment("inside", "10.33.0.0/24")?;
+            let client = add(&lab, &mut ifaces, "client", &[(&outside, "10.23.0.10/24")])?;
+            // ours holds the inside gateway 10.33.0.1 in userspace; the
+            // kernel balancers hold it (and the VIP) as addresses.
+            let inside_addr = if system == System::Nat {
+                "10.33.0.2/24"
+            } else {
+                "10.33.0.1/24"
+            };
+            let dir = add(
+                &lab,
+                &mut ifaces,
+                "balancer",
+                &[(&outside, "10.23.0.2/24"), (&inside, inside_addr)],
+            )?;
+            if system != System::Nat {
+                lab.ip(
+                    &dir,
+                    &["addr", "add", &format!("{NAT_VIP}/32"), "dev", "eth0"],
+                )?;
+            }
+            for n in 1..=2u8 {
+                let rs = format!("rs{n}");
+                let h = add(
+                    &lab,
+                    &mut ifaces,
+                    &rs,
+                    &[(&inside, &format!("10.33.0.1{n}/24"))],
+                )?;
+                lab.route(&h, "default via 10.33.0.1")?;
+                servers.push(nginx(&lab, &h, &rs)?);
+            }
+            (client, Some(dir), vec![format!("http://{NAT_VIP}")])
+        }
+    };
+    for i in &ifaces {
+        lab.disable_offloads(i)?;
+    }
+    client_sysctls(&lab, &client, system)?;
+    let balancer_proc = match (system, &balancer) {
+        (System::Dr, Some(h)) => Some(start_directord(&lab, h, bins, &dr_config())?),
+        (System::Tun, Some(h)) => Some(start_directord(&lab, h, bins, &tun_config())?),
+        (System::Nat, Some(h)) => Some(start_directord(&lab, h, bins, &nat_config())?),
+        (System::Nft, Some(h)) => {
+            lab.enable_forwarding(h)?;
+            let path = lab.unique_path("nft", ".rules");
+            fs::write(&path, NFT_RULES).context("writing nft rules")?;
+            lab.exec_ok(h, &["nft", "-f", &path.to_string_lossy()])?;
+            None
+        }
+        (System::Haproxy, Some(h)) => {
+            let dir = lab.dir().to_string_lossy().into_owned();
+            let path = lab.unique_path("haproxy", ".cfg");
+            fs::write(&path, haproxy_config(&dir)).context("writing haproxy.cfg")?;
+            let p = path.to_string_lossy().into_owned();
+            lab.exec_ok(h, &["haproxy", "-c", "-q", "-f", &p])?;
+            let mut proc = lab.spawn(h, &["haproxy", "-db", "-f", &p])?;
+            let up = lab.wait_listening(h, false, NAT_VIP.parse()?, 80, START_TIMEOUT);
+            if let Err(e) = up {
+                bail!(
+                    "haproxy did not listen: {e:#}: {}",
+                    proc.stderr_text().trim()
+                );
+            }
+            ensure!(proc.is_running(), "haproxy exited: {}", proc.stderr_text());
+            Some(proc)
+        }
+        _ => None,
+    };
+    Ok(Net {
+        system,
+        client,
+        targets,
+        balancer_proc,
+        servers,
+        helpers,
+        lab,
+    })
+}
+
+fn start_directord(lab: &Lab, host: &Host, bins: &Bins, config: &str) -> Result<LabChild> {
+    let path = lab.unique_path("directord", ".toml");
+    fs::write(&path, config).context("writing directord's config")?;
+    let p = path.to_string_lossy().into_owned();
+    let check = lab.exec(host, &[&bins.directord, "--config", &p, "--check-config"])?;
+    ensure!(
+        check.status.success(),
+        "directord refused the config: {}",
+        String::from_utf8_lossy(&check.stderr).trim()
+    );
+    let mut proc = lab.spawn(host, &[&bins.directord, "--config", &p])?;
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(st)) = proc.try_wait() {
+            bail!("directord exited ({st}): {}", proc.stderr_text().trim());
+        }
+        let short = Duration::from_millis(100);
+        if lab
+            .wait_listening(host, false, Ipv4Addr::LOCALHOST, 7400, short)
+            .is_ok()
+        {
+            return Ok(proc);
+        }
+        ensure!(
+            t0.elapsed() < START_TIMEOUT,
+            "directord's control API did not open within {START_TIMEOUT:?}: {}",
+            proc.stderr_text().trim()
+        );
+    }
+}
+
+/// Four requests per target must succeed; through a balancer both real
+/// servers must answer.
+fn check(net: &Net) -> Result<()> {
+    let opts = CurlOptions {
+        max_time: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(2),
+        extra_args: Vec::new(),
+    };
+    let mut names = Vec::new();
+    for t in &net.targets {
+        for i in 0..4 {
+            // The first one may wait for ARP or the balancer's neighbours.
+            let mut last = None;
+            for _ in 0..3 {
+                match net.lab.curl_with(&net.client, &format!("{t}/"), &opts) {
+                    Ok(r) if r.status == 200 => {
+                        last = Some(r.text().trim().to_owned());
+                        break;
+                    }
+                    Ok(r) => bail!("{t}/: HTTP {}", r.status),
+                    Err(e) if i == 0 => {
+                        eprintln!("   (retrying {t}/: {e:#})");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            names.push(last.with_context(|| format!("{t}/: no answer"))?);
+        }
+    }
+    ensure!(
+        names.iter().any(|n| n == "rs1") && names.iter().any(|n| n == "rs2"),
+        "{}: not both real servers answered: {names:?}",
+        net.system.title()
+    );
+    Ok(())
+}
+
+// ----------------------------------------------------------------- wrk
+
+/// CPU ticks (user + system) of a process, all threads.
+fn proc_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `after` starts at field 3.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Machine-wide (busy, softirq, total) ticks from /proc/stat.
+fn machine_ticks() -> Option<(u64, u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, *v.get(6)?, total))
+}
+
+/// Processes whose CPU is shown: (label, pid).
+fn watched(net: &mut Net) -> Vec<(String, u32)> {
+    let mut w = Vec::new();
+    if let Some(b) = &net.balancer_proc {
+        let name = if net.system == System::Haproxy {
+            "haproxy"
+        } else {
+            "directord"
+        };
+        w.push((name.to_owned(), b.id()));
+    }
+    for s in &mut net.servers {
+        let name = format!("nginx {}", s.name());
+        w.push((name, s.process().id()));
+    }
+    for (i, h) in net.helpers.iter().enumerate() {
+        w.push((format!("decap rs{}", i + 1), h.id()));
+    }
+    w
+}
+
+fn run_wrk(net: &mut Net, w: Workload, secs: u64) -> Result<Sample> {
+    let (threads, conns) = if net.targets.len() == 2 {
+        ("1", "32")
+    } else {
+        ("2", "64")
+    };
+    let dur = format!("{secs}s");
+    let mut procs = Vec::new();
+    for t in &net.targets {
+        let url = format!("{t}{}", w.path());
+        let mut argv = vec![
+            "wrk",
+            "-t",
+            threads,
+            "-c",
+            conns,
+            "-d",
+            &dur,
+            "--latency",
+            "--timeout",
+            "2s",
+        ];
+        if w == Workload::Close {
+            argv.extend_from_slice(&["-H", "Connection: close"]);
+        }
+        argv.push(&url);
+        procs.push(net.lab.spawn(&net.client, &argv)?);
+    }
+    let mut watch = watched(net);
+    for p in &procs {
+        watch.push(("wrk".into(), p.id()));
+    }
+    // Measure the middle of the run: skip the first second.
+    std::thread::sleep(Duration::from_secs(1));
+    let before2: Vec<Option<u64>> = watch.iter().map(|(_, pid)| proc_ticks(*pid)).collect();
+    let m1 = machine_ticks();
+    let window = Duration::from_secs(secs.saturating_sub(2).max(1));
+    let tw = Instant::now();
+    std::thread::sleep(window);
+    let after: Vec<Option<u64>> = watch.iter().map(|(_, pid)| proc_ticks(*pid)).collect();
+    let m2 = machine_ticks();
+    let el = tw.elapsed().as_secs_f64() * TICKS_PER_SEC;
+    let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
+    for ((label, _), (a, b)) in watch.iter().zip(after.iter().zip(before2.iter())) {
+        if let (Some(a), Some(b)) = (a, b) {
+            *cpu.entry(label.clone()).or_default() += (a - b) as f64 / el * 100.0;
+        }
+    }
+    let mut cpu_text: Vec<String> = cpu.iter().map(|(k, v)| format!("{k} {v:.0} %")).collect();
+    if let (Some(x), Some(y)) = (m1, m2) {
+        let total = (y.2 - x.2) as f64;
+        let ncpu = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        if total > 0.0 {
+            cpu_text.push(format!(
+                "softirq {:.0} %, machine busy {:.0} % of {:.0} %",
+                (y.1 - x.1) as f64 / total * 100.0 * ncpu,
+                (y.0 - x.0) as f64 / total * 100.0 * ncpu,
+                ncpu * 100.0
+            ));
+        }
+    }
+    let deadline = Duration::from_secs(secs + 20);
+    let mut out = Sample {
+        rps: 0.0,
+        p99_ms: 0.0,
+        errors: 0,
+        cpu: cpu_text.join(", "),
+    };
+    for p in &mut procs {
+        match p.wait_timeout(deadline)? {
+            Some(st) if st.success() => {}
+            Some(st) => bail!("wrk failed ({st}): {}", p.stderr_text().trim()),
+            None => {
+                p.kill();
+                bail!("wrk did not finish within {deadline:?}");
+            }
+        }
+        let text = p.stdout_text();
+        let (rps, p99, errors) =
+            parse_wrk(&text).with_context(|| format!("wrk's output:\n{text}"))?;
+        out.rps += rps;
+        out.p99_ms = out.p99_ms.max(p99);
+        out.errors += errors;
+    }
+    Ok(out)
+}
+
+/// `12.34ms` -> 12.34; us, ms, s, m.
+fn parse_duration_ms(s: &str) -> Option<f64> {
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        "m" => v * 60_000.0,
+        _ => return None,
+    })
+}
+
+/// (requests/s, p99 ms, errors) from wrk's output.
+fn parse_wrk(text: &str) -> Result<(f64, f64, u64)> {
+    let mut rps = None;
+    let mut p99 = None;
+    let mut errors = 0u64;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse::<f64>().ok();
+        } else if let Some(v) = l.strip_prefix("99%") {
+            p99 = parse_duration_ms(v.trim());
+        } else if let Some(v) = l.strip_prefix("Socket errors:") {
+            errors += v
+                .split(',')
+                .filter_map(|kv| kv.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += v.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok((
+        rps.context("no Requests/sec")?,
+        p99.context("no 99% latency")?,
+        errors,
+    ))
+}
