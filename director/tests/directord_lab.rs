@@ -8,76 +8,19 @@
 //! exit path by the harness.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use lab_tests::{Host, HttpServer, Iface, Lab, LabChild, NginxOptions, UdpAsk};
+use lab_tests::{Bins, Directord, Host, HttpServer, Iface, Lab, NginxOptions, UdpAsk};
 
 const DIRECTORD: &str = env!("CARGO_BIN_EXE_directord");
 const DIRCTL: &str = env!("CARGO_BIN_EXE_dirctl");
 
-/// A running director and what the test needs to talk to it.
-struct Director {
-    host: Host,
-    proc: LabChild,
-    config: PathBuf,
-}
-
-impl Director {
-    /// Start `directord` in `host` with `config`, wait for its control API.
-    fn start(lab: &Lab, host: &Host, config: &str) -> Result<Director> {
-        let path = lab.unique_path("directord", "toml");
-        std::fs::write(&path, config)?;
-        let p = path.to_string_lossy().to_string();
-        let out = lab.exec(host, &[DIRECTORD, "--config", &p, "--check-config"])?;
-        ensure!(
-            out.status.success(),
-            "config refused: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let proc = lab.spawn(host, &[DIRECTORD, "--config", &p])?;
-        let mut d = Director {
-            host: host.clone(),
-            proc,
-            config: path,
-        };
-        if let Err(e) = lab.wait_listening(
-            host,
-            false,
-            Ipv4Addr::LOCALHOST,
-            7400,
-            Duration::from_secs(10),
-        ) {
-            anyhow::bail!("directord did not start: {e}\n{}", d.proc.stderr_text());
-        }
-        ensure!(
-            d.proc.is_running(),
-            "directord exited: {}",
-            d.proc.stderr_text()
-        );
-        Ok(d)
-    }
-
-    /// Run dirctl (ipvsadm syntax) against this director.
-    fn dirctl(&self, lab: &Lab, args: &[&str]) -> Result<String> {
-        let mut argv = vec![DIRCTL];
-        argv.extend_from_slice(args);
-        let out = lab.exec(&self.host, &argv)?;
-        ensure!(
-            out.status.success(),
-            "dirctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Replace the configuration file and reload it (SIGHUP).
-    fn reload(&self, config: &str) -> Result<()> {
-        std::fs::write(&self.config, config)?;
-        self.proc.signal("HUP");
-        Ok(())
+/// The binaries under test.
+fn bins() -> Bins {
+    Bins {
+        directord: DIRECTORD.into(),
+        dirctl: DIRCTL.into(),
     }
 }
 
@@ -120,7 +63,7 @@ fn start_nginx(lab: &Lab, host: &Host, port: u16, name: &str, big_mib: u32) -> R
 struct ModeLab {
     lab: Lab,
     client: Host,
-    director: Director,
+    director: Directord,
     servers: Vec<HttpServer>,
     /// `http://VIP:PORT`
     base: String,
@@ -185,7 +128,7 @@ fn dr_lab(name: &str, config: &str, big_mib: u32) -> Result<Option<ModeLab>> {
         std::mem::forget(lab.udp_echo(&h, SocketAddrV4::new(vip, 53), &format!("rs{n}"))?);
     }
     no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
-    let director = Director::start(&lab, &dir, config)?;
+    let director = Directord::start(&lab, &dir, &bins(), config)?;
     Ok(Some(ModeLab {
         lab,
         client,
@@ -254,9 +197,10 @@ fn tun_lab(name: &str) -> Result<Option<ModeLab>> {
         std::mem::forget(lab.udp_echo(&h, SocketAddrV4::new(vip, 53), &format!("rs{n}"))?);
     }
     no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
-    let director = Director::start(
+    let director = Directord::start(
         &lab,
         &dir,
+        &bins(),
         r#"
 [node]
 name = "tun-lab"
@@ -324,9 +268,10 @@ fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
         )?);
     }
     no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
-    let director = Director::start(
+    let director = Directord::start(
         &lab,
         &dir,
+        &bins(),
         r#"
 [node]
 name = "nat-lab"
@@ -483,11 +428,7 @@ impl ModeLab {
     /// Stop the director and return what it printed (stdout and stderr).
     fn stop(&mut self) -> String {
         self.director.proc.stop_gracefully(Duration::from_secs(5));
-        format!(
-            "{}{}",
-            self.director.proc.stdout_text(),
-            self.director.proc.stderr_text()
-        )
+        self.director.output()
     }
 }
 

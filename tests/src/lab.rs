@@ -186,7 +186,7 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
 
 /// Whether this process is root (effective uid 0), read from /proc so the
 /// crate needs no libc call.
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

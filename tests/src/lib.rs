@@ -33,6 +33,7 @@
 
 pub mod capture;
 pub mod cmd;
+pub mod directord;
 pub mod http;
 pub mod lab;
 pub mod process;
@@ -40,10 +41,11 @@ pub mod sweep;
 pub mod udp;
 
 pub use capture::Capture;
+pub use directord::{Bins, Directord};
 pub use http::{
     CurlOptions, CurlTiming, DEFAULT_BIG_MIB, Download, HttpResponse, HttpServer, NginxOptions,
     http_url,
 };
-pub use lab::{Host, Iface, Lab, SKIP_ENV, Segment, mac_for, sha256_file, skip_requested};
+pub use lab::{Host, Iface, Lab, SKIP_ENV, Segment, is_root, mac_for, sha256_file, skip_requested};
 pub use process::LabChild;
 pub use udp::{UdpAsk, UdpExchange, UdpReply, UdpServer};

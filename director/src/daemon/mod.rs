@@ -149,8 +149,6 @@ pub struct Running {
     pub clock: Clock,
     /// Routing and neighbour views.
     pub routes: Routes,
-    /// Per-interface routing entries (shared with `routes`).
-    pub route_ifaces: Arc<Vec<RouteIface>>,
     /// The workers' kernel filter.
     pub filter: Arc<SharedFilter>,
     /// Set to stop every thread.
@@ -221,8 +219,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         responders.push(responder);
         want_rxs.push(wants_rx);
     }
-    let route_ifaces = Arc::new(route_ifaces);
-    let routes = Routes::new(Arc::clone(&route_ifaces));
+    let routes = Routes::new(Arc::new(route_ifaces));
     let filter = Arc::new(SharedFilter::new(worker_filter(&plan.specs)?));
     let stop = Arc::new(AtomicBool::new(false));
     let sets = answer_sets(&plan.ifaces, &routes, &plan.specs);
@@ -309,7 +306,6 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         dp,
         clock,
         routes,
-        route_ifaces,
         filter,
         stop,
         answers,

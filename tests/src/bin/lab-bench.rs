@@ -41,7 +41,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use lab_tests::{CurlOptions, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, Segment};
+use lab_tests::directord::binary_arg;
+use lab_tests::{
+    Bins, CurlOptions, Directord, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, Segment,
+    is_root,
+};
 
 const USAGE: &str = "\
 usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
@@ -194,25 +198,6 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
-fn bin(path: Option<&PathBuf>, flag: &str) -> Result<String> {
-    let path = path.with_context(|| format!("{flag} PATH is required\n\n{USAGE}"))?;
-    let abs = path
-        .canonicalize()
-        .with_context(|| format!("{flag} {}: not found; build it first", path.display()))?;
-    ensure!(abs.is_file(), "{flag} {}: not a file", abs.display());
-    Ok(abs.to_string_lossy().into_owned())
-}
-
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -236,12 +221,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-#[derive(Debug)]
-struct Bins {
-    directord: String,
-    dirctl: String,
 }
 
 /// One wrk run (summed over the wrk processes of `direct`).
@@ -277,8 +256,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn bench(args: &Args) -> Result<()> {
     let bins = Bins {
-        directord: bin(args.directord.as_ref(), "--directord")?,
-        dirctl: bin(args.dirctl.as_ref(), "--dirctl")?,
+        directord: binary_arg(args.directord.as_deref(), "--directord", USAGE)?,
+        dirctl: binary_arg(args.dirctl.as_deref(), "--dirctl", USAGE)?,
     };
     for tool in ["wrk", "nft", "haproxy", "nginx", "ethtool"] {
         let ok = lab_tests::cmd::run(&["sh", "-c", &format!("command -v {tool}")], START_TIMEOUT)
@@ -775,35 +754,10 @@ fn build(bins: &Bins, system: System) -> Result<Net> {
     })
 }
 
+/// directord from `config` in `host`, ready (control API up); the lab
+/// owns the process.
 fn start_directord(lab: &Lab, host: &Host, bins: &Bins, config: &str) -> Result<LabChild> {
-    let path = lab.unique_path("directord", ".toml");
-    fs::write(&path, config).context("writing directord's config")?;
-    let p = path.to_string_lossy().into_owned();
-    let check = lab.exec(host, &[&bins.directord, "--config", &p, "--check-config"])?;
-    ensure!(
-        check.status.success(),
-        "directord refused the config: {}",
-        String::from_utf8_lossy(&check.stderr).trim()
-    );
-    let mut proc = lab.spawn(host, &[&bins.directord, "--config", &p])?;
-    let t0 = Instant::now();
-    loop {
-        if let Ok(Some(st)) = proc.try_wait() {
-            bail!("directord exited ({st}): {}", proc.stderr_text().trim());
-        }
-        let short = Duration::from_millis(100);
-        if lab
-            .wait_listening(host, false, Ipv4Addr::LOCALHOST, 7400, short)
-            .is_ok()
-        {
-            return Ok(proc);
-        }
-        ensure!(
-            t0.elapsed() < START_TIMEOUT,
-            "directord's control API did not open within {START_TIMEOUT:?}: {}",
-            proc.stderr_text().trim()
-        );
-    }
+    Ok(Directord::start(lab, host, bins, config)?.proc)
 }
 
 /// Four requests per target must succeed; through a balancer both real

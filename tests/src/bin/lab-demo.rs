@@ -31,8 +31,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use lab_tests::directord::{CONTROL_PORT, binary_arg};
 use lab_tests::{
-    CurlOptions, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, UdpAsk, UdpServer, sweep,
+    Bins, CurlOptions, Directord, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, UdpAsk,
+    UdpServer, is_root, sweep,
 };
 
 const USAGE: &str = "\
@@ -52,7 +54,6 @@ const REQUESTS: usize = 20;
 /// Connection-table lines shown.
 const CONN_LINES: usize = 6;
 /// How long directord may take to open its control API.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -277,17 +278,6 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-/// Effective uid 0, read from /proc (no libc call).
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -320,26 +310,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Absolute paths of the two binaries under demonstration.
-#[derive(Debug)]
-struct Bins {
-    directord: String,
-    dirctl: String,
-}
-
-fn bin(path: Option<&PathBuf>, flag: &str) -> Result<String> {
-    let path = path.with_context(|| format!("{flag} PATH is required\n\n{USAGE}"))?;
-    let abs = path
-        .canonicalize()
-        .with_context(|| format!("{flag} {}: not found; build it first", path.display()))?;
-    ensure!(abs.is_file(), "{flag} {}: not a file", abs.display());
-    Ok(abs.to_string_lossy().into_owned())
-}
-
 fn demo(args: &Args) -> Result<()> {
     let bins = Bins {
-        directord: bin(args.directord.as_ref(), "--directord")?,
-        dirctl: bin(args.dirctl.as_ref(), "--dirctl")?,
+        directord: binary_arg(args.directord.as_deref(), "--directord", USAGE)?,
+        dirctl: binary_arg(args.dirctl.as_deref(), "--dirctl", USAGE)?,
     };
     let modes = args
         .modes
@@ -389,45 +363,21 @@ struct Net {
 /// A mode's lab with `directord` running in it.
 #[derive(Debug)]
 struct Running {
-    director: Director,
+    director: Directord,
     net: Net,
 }
 
-#[derive(Debug)]
-struct Director {
-    proc: LabChild,
-    host: Host,
-    dirctl: String,
-}
-
-impl Director {
-    /// Runs `dirctl ARGS` in the director's namespace; returns stdout.
-    fn dirctl(&self, lab: &Lab, args: &[&str]) -> Result<String> {
-        let mut argv = vec![self.dirctl.as_str()];
-        argv.extend_from_slice(args);
-        let out = lab.exec(&self.host, &argv)?;
-        ensure!(
-            out.status.success(),
-            "dirctl {}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Copies directord's output out of the lab dir (which goes with the
-    /// lab) and returns where it is.
-    fn save_log(&self, mode: Mode) -> PathBuf {
-        let path = std::env::temp_dir().join(format!("lab-demo-{}-directord.log", mode.name()));
-        let text = format!(
-            "== directord's stdout\n{}\n== directord's stderr\n{}\n",
-            self.proc.stdout_text().trim_end(),
-            self.proc.stderr_text().trim_end()
-        );
-        let _ = fs::write(&path, text);
-        path
-    }
+/// Copies directord's output out of the lab dir (which goes with the
+/// lab) and returns where it is.
+fn save_log(d: &Directord, mode: Mode) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("lab-demo-{}-directord.log", mode.name()));
+    let text = format!(
+        "== directord's stdout\n{}\n== directord's stderr\n{}\n",
+        d.proc.stdout_text().trim_end(),
+        d.proc.stderr_text().trim_end()
+    );
+    let _ = fs::write(&path, text);
+    path
 }
 
 fn header(text: &str) {
@@ -469,7 +419,7 @@ fn run_mode(bins: &Bins, mode: Mode, keep: bool) -> Result<Option<Running>> {
     let director = start_director(bins, &net).context(mode.name())?;
     let mut running = Running { director, net };
     if let Err(e) = tour(&mut running) {
-        let log = running.director.save_log(mode);
+        let log = save_log(&running.director, mode);
         bail!(
             "{}: {e:#}\n   directord's output is in {}",
             mode.name(),
@@ -487,7 +437,7 @@ fn run_mode(bins: &Bins, mode: Mode, keep: bool) -> Result<Option<Running>> {
     match out.lines().find(|l| l.contains("dropped frames")) {
         Some(line) => println!("   {line}"),
         None => {
-            let log = d.save_log(mode);
+            let log = save_log(d, mode);
             bail!(
                 "{}: directord did not stop cleanly; its output is in {}",
                 mode.name(),
@@ -506,67 +456,19 @@ fn run_mode(bins: &Bins, mode: Mode, keep: bool) -> Result<Option<Running>> {
 
 /// Starts directord in the director's namespace with the mode's config,
 /// printing the configuration as directord reads it.
-fn start_director(bins: &Bins, net: &Net) -> Result<Director> {
-    let lab = &net.lab;
-    let host = &net.dir_host;
-    let path = lab.unique_path("directord", ".toml");
-    fs::write(&path, net.mode.config()).context("writing directord's config")?;
-    let p = path.to_string_lossy().into_owned();
-    let check = lab.exec(host, &[&bins.directord, "--config", &p, "--check-config"])?;
-    ensure!(
-        check.status.success(),
-        "directord refused the config: {}",
-        String::from_utf8_lossy(&check.stderr).trim()
-    );
+fn start_director(bins: &Bins, net: &Net) -> Result<Directord> {
+    let d = Directord::start(&net.lab, &net.dir_host, bins, net.mode.config())?;
     step("directord's configuration (directord --check-config):");
-    let plan = String::from_utf8_lossy(&check.stdout);
     indented(
-        &plan
+        &d.plan
             .lines()
             .filter(|l| !l.contains("configuration OK"))
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    let proc = lab.spawn(host, &[&bins.directord, "--config", &p])?;
-    let mut d = Director {
-        proc,
-        host: host.clone(),
-        dirctl: bins.dirctl.clone(),
-    };
-    // Bounded: until the control API listens, directord exits, or
-    // START_TIMEOUT passes.
-    let t0 = Instant::now();
-    let failure = loop {
-        if let Ok(Some(status)) = d.proc.try_wait() {
-            let err = d.proc.stderr_text();
-            let tail: Vec<&str> = err.lines().rev().take(5).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            break Some(format!(
-                "directord exited ({status}):
-   {}",
-                tail.join("\n   ")
-            ));
-        }
-        let short = Duration::from_millis(100);
-        if lab
-            .wait_listening(host, false, Ipv4Addr::LOCALHOST, 7400, short)
-            .is_ok()
-        {
-            break None;
-        }
-        if t0.elapsed() > START_TIMEOUT {
-            break Some(format!(
-                "directord's control API did not open within {START_TIMEOUT:?}"
-            ));
-        }
-    };
-    if let Some(why) = failure {
-        let log = d.save_log(net.mode);
-        bail!("{why}\n   directord's output is in {}", log.display());
-    }
     println!(
-        "   started in {}: pid {}, control API on 127.0.0.1:7400",
-        host.name(),
+        "   started in {}: pid {}, control API on 127.0.0.1:{CONTROL_PORT}",
+        net.dir_host.name(),
         d.proc.id()
     );
     Ok(d)
@@ -1005,7 +907,7 @@ fn keep(bins: &Bins, kept: &mut [Running]) -> Result<()> {
                 return Ok(());
             }
             if !r.director.proc.is_running() {
-                let log = r.director.save_log(r.net.mode);
+                let log = save_log(&r.director, r.net.mode);
                 bail!(
                     "directord ({}) exited; its output is in {}",
                     r.net.mode.name(),
