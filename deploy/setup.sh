@@ -14,6 +14,7 @@ declare -A PKG_FOR_CMD=(
     [ethtool]=ethtool    # veth offloads off, so a userspace dataplane sees MTU-sized frames
     [sha256sum]=coreutils
     [sysctl]=procps      # per-namespace sysctls (ip_forward, arp_ignore, ...)
+    [keepalived]=keepalived  # the VRRP interop peer (its VRRP part only)
 )
 
 missing=()

@@ -36,6 +36,7 @@ pub mod cmd;
 pub mod directord;
 pub mod http;
 pub mod lab;
+pub mod pair;
 pub mod process;
 pub mod sweep;
 pub mod udp;
@@ -47,5 +48,6 @@ pub use http::{
     http_url,
 };
 pub use lab::{Host, Iface, Lab, SKIP_ENV, Segment, is_root, mac_for, sha256_file, skip_requested};
+pub use pair::{PairLab, VrrpOptions};
 pub use process::LabChild;
 pub use udp::{UdpAsk, UdpExchange, UdpReply, UdpServer};

@@ -38,6 +38,14 @@ pub use service::ControlService;
 /// The daemon's monotonic clock, in the dataplane's [`Millis`].
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
 
+/// The pair side of a node (VRRP now; sync next), as the control API
+/// shows it. The daemon provides it once its VRRP driver runs; a node
+/// without VRRP has none.
+pub trait PairView: Send + Sync + fmt::Debug {
+    /// Status of every VRRP instance of this node.
+    fn vrrp_instances(&self) -> Vec<lb_proto::control::VrrpInstanceStatus>;
+}
+
 /// What the control service works on: the node's name, its dataplane and
 /// the configured services.
 pub struct ControlState {
@@ -51,6 +59,8 @@ pub struct ControlState {
     clock: Clock,
     /// The clock when the state was made (uptime reference).
     started: Millis,
+    /// VRRP (and sync) status, once the daemon runs them.
+    pair: std::sync::OnceLock<Arc<dyn PairView>>,
 }
 
 impl fmt::Debug for ControlState {
@@ -82,7 +92,18 @@ impl ControlState {
             specs: Mutex::new(initial_specs),
             clock,
             started,
+            pair: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Attach the node's VRRP/sync view (once; later calls are ignored).
+    pub fn set_pair(&self, pair: Arc<dyn PairView>) {
+        let _ = self.pair.set(pair);
+    }
+
+    /// The node's VRRP/sync view, if it runs VRRP.
+    pub fn pair(&self) -> Option<&Arc<dyn PairView>> {
+        self.pair.get()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ServiceSpec>> {

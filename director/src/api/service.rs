@@ -418,7 +418,7 @@ impl Control for ControlService {
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_ms: u64::try_from(st.uptime().as_millis()).unwrap_or(u64::MAX),
             now_unix_ms: unix_now_ms(),
-            vrrp_instances: Vec::new(),
+            vrrp_instances: st.pair().map(|p| p.vrrp_instances()).unwrap_or_default(),
             sync: None,
             connections: Some(ctl::ConnectionCounts {
                 total: conns.len() as u64,

@@ -6,6 +6,7 @@
 //!   live in [`director::cli`].
 //! - `dirctl realserver ...`: set up, check and undo an LVS real server,
 //!   and run the userspace IPIP decapsulator.
+//! - `dirctl status`: this node's VRRP state, role and connection counts.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -34,6 +35,31 @@ struct Cli {
 enum Command {
     /// Configure this host as an LVS real server (DR or TUN).
     Realserver(RealserverCmd),
+    /// This director's VRRP state, role and connection counts.
+    Status(ServerArg),
+}
+
+/// Named subcommands; anything else is ipvsadm syntax.
+const SUBCOMMANDS: &[&str] = &["realserver", "status", "help", "--help"];
+
+#[derive(Debug, Args)]
+struct ServerArg {
+    /// The director's control API (else $DIRCTL_SERVER, else 127.0.0.1:7400).
+    #[arg(long)]
+    server: Option<String>,
+}
+
+impl ServerArg {
+    fn resolve(&self) -> String {
+        self.server
+            .clone()
+            .or_else(|| {
+                std::env::var(director::cli::client::SERVER_ENV)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| director::cli::client::DEFAULT_SERVER.to_owned())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -141,7 +167,10 @@ struct DecapArgs {
 
 fn main() -> ExitCode {
     // Everything but the `realserver` subcommand is ipvsadm syntax.
-    if std::env::args_os().nth(1).is_none_or(|a| a != "realserver") {
+    if std::env::args_os()
+        .nth(1)
+        .is_none_or(|a| !SUBCOMMANDS.iter().any(|s| a == *s))
+    {
         let args = std::env::args_os()
             .skip(1)
             .map(|a| a.to_string_lossy().into_owned())
@@ -161,6 +190,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Realserver(rs) => realserver_cmd(rs.action, rs.verbose),
+        Command::Status(a) => {
+            let server = a.resolve();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("async runtime")?;
+            let mut out = std::io::stdout().lock();
+            match rt.block_on(director::cli::pair::status(&server, &mut out)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("dirctl: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
 }
 

@@ -1,10 +1,15 @@
 //! `directord`: one director of the pair — the userspace LVS dataplane on
 //! AF_PACKET, its ARP responder, and the gRPC control API.
 //!
+//! With `[[vrrp_instance]]`s configured, VRRP decides the role: the node
+//! starts standby and owns the VIPs of the instances it is MASTER of. On
+//! TERM or INT it first advertises priority 0, so the peer takes over at
+//! once, then stops. Without VRRP the role is set by hand: active unless
+//! `--standby`, USR1 makes the node active and USR2 standby.
+//!
 //! Signals, as operators of keepalived expect: HUP reloads the services
 //! from the configuration file (refused whole if it is wrong, the running
-//! table kept), TERM and INT stop. Until the VRRP work drives the role,
-//! USR1 makes the node active and USR2 standby.
+//! table kept), TERM and INT stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +21,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use director::api::{self, ControlState};
 use director::config::Config;
+use director::daemon::vrrp_side::VrrpSide;
 use director::daemon::{self, DaemonPlan, RunOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -38,7 +44,8 @@ struct Args {
     #[arg(long)]
     check_config: bool,
     /// Start standby: hold state, forward nothing, answer no ARP for the
-    /// VIPs. (Until VRRP drives the role, the default is active.)
+    /// VIPs. (Without VRRP the default is active; with VRRP, the node
+    /// always starts standby and VRRP decides.)
     #[arg(long)]
     standby: bool,
     /// Address of the gRPC control API (dirctl talks to it).
@@ -92,8 +99,9 @@ fn print_plan(plan: &DaemonPlan) {
 }
 
 fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
+    let with_vrrp = !plan.vrrp.is_empty();
     let opts = RunOptions {
-        start_active: !args.standby,
+        start_active: !args.standby && !with_vrrp,
     };
     let mut running = daemon::start(plan, &opts)?;
     let dp = Arc::clone(&running.dp);
@@ -114,7 +122,9 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         args.control,
-        if opts.start_active {
+        if with_vrrp {
+            "role from VRRP"
+        } else if opts.start_active {
             "active"
         } else {
             "standby"
@@ -136,19 +146,33 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         let mut usr1 = signal(SignalKind::user_defined1())?;
         let mut usr2 = signal(SignalKind::user_defined2())?;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let (vrrp, mut vrrp_events) = if with_vrrp {
+            let (side, events) = VrrpSide::start(&plan.vrrp).await?;
+            state.set_pair(Arc::new(side.clone()));
+            // Nothing is owned until an instance becomes MASTER.
+            running.set_owned(Default::default());
+            (Some(side), Some(events))
+        } else {
+            (None, None)
+        };
         let outcome: anyhow::Result<()> = loop {
             tokio::select! {
                 _ = term.recv() => break Ok(()),
                 _ = int.recv() => break Ok(()),
                 _ = hup.recv() => reload(&args.config, &state),
-                _ = usr1.recv() => {
-                    dp.set_active(true);
-                    println!("directord: active");
+                Some(ev) = recv_opt(&mut vrrp_events) => {
+                    if let Some(side) = &vrrp {
+                        let vrrp::DriverEvent::Transition { instance, from, to, reason, priority, .. } = &ev;
+                        println!(
+                            "directord: VRRP {instance}: {} -> {} (priority {priority}): {reason}",
+                            from.name(),
+                            to.name()
+                        );
+                        running.set_owned(side.record(&ev));
+                    }
                 }
-                _ = usr2.recv() => {
-                    dp.set_active(false);
-                    println!("directord: standby");
-                }
+                _ = usr1.recv() => set_role_by_hand(&dp, with_vrrp, true),
+                _ = usr2.recv() => set_role_by_hand(&dp, with_vrrp, false),
                 _ = tick.tick() => {
                     dp.conns().expire(clock.now(), EXPIRE_BUDGET, &mut |_| {});
                     if let Err(e) = running.refresh() {
@@ -164,6 +188,12 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
                 }
             }
         };
+        if let Some(side) = &vrrp {
+            // Priority 0 first, so the peer takes over at once (RFC 5798
+            // 6.4.3); then stop answering and forwarding.
+            side.handle().shutdown().await;
+            running.set_owned(Default::default());
+        }
         let _ = stop_tx.send(());
         outcome
     });
@@ -173,6 +203,24 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
     );
     let stopped = running.shutdown();
     result.and(stopped)
+}
+
+/// The next VRRP event, or never when VRRP does not run.
+async fn recv_opt<T>(rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// USR1/USR2: the manual role switch, refused when VRRP decides.
+fn set_role_by_hand(dp: &director::dataplane::Dataplane, with_vrrp: bool, active: bool) {
+    if with_vrrp {
+        eprintln!("directord: VRRP decides the role here; use dirctl failover to move it");
+        return;
+    }
+    dp.set_active(active);
+    println!("directord: {}", if active { "active" } else { "standby" });
 }
 
 /// SIGHUP: load the file again and apply its services whole, or keep the

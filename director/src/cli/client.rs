@@ -72,7 +72,7 @@ fn reason(e: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
-fn status_error(server: &str, s: tonic::Status) -> ClientError {
+pub(crate) fn status_error(server: &str, s: tonic::Status) -> ClientError {
     if s.code() == tonic::Code::Unavailable {
         let why = s.source().map_or_else(|| s.message().to_owned(), reason);
         ClientError::Unreachable {

@@ -5,3 +5,4 @@
 pub mod args;
 pub mod client;
 pub mod format;
+pub mod pair;

@@ -408,6 +408,14 @@ pub enum Problem {
         /// The weight given.
         weight: i64,
     },
+    /// A `[[vrrp_instance]]` value or combination is wrong.
+    #[error("vrrp_instance {instance}: {message}")]
+    Vrrp {
+        /// The instance's name (empty if it has none).
+        instance: String,
+        /// What is wrong, in an operator's words.
+        message: String,
+    },
     /// Refused by the service table's own validation
     /// ([`ServiceTable::rebuild`](crate::ServiceTable::rebuild)).
     #[error("{0}")]

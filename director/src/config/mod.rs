@@ -41,6 +41,7 @@ mod interface;
 mod node;
 mod service;
 mod timeouts;
+mod vrrp;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -53,6 +54,7 @@ pub use error::{ConfigError, Location, Problem};
 pub use interface::{InterfaceConfig, InterfaceVips};
 pub use node::NodeConfig;
 pub use timeouts::{MAX_TIMEOUT_SECS, TimeoutSettings};
+pub use vrrp::VrrpInstanceConfig;
 
 use crate::service_table::ServiceSpec;
 use error::Source;
@@ -70,6 +72,8 @@ struct RawConfig {
     interface: Vec<Spanned<interface::RawInterface>>,
     #[serde(default)]
     service: Vec<Spanned<service::RawService>>,
+    #[serde(default)]
+    vrrp_instance: Vec<Spanned<vrrp::RawVrrpInstance>>,
 }
 
 /// A validated configuration.
@@ -81,6 +85,7 @@ pub struct Config {
     timeouts: TimeoutSettings,
     interfaces: Vec<InterfaceConfig>,
     services: Vec<ServiceSpec>,
+    vrrp: Vec<VrrpInstanceConfig>,
 }
 
 impl Config {
@@ -105,14 +110,22 @@ impl Config {
         let timeouts = raw.timeouts.validate(&src)?;
         let interfaces = interface::validate_all(raw.interface, &src)?;
         let services = service::validate_all(raw.service, &interfaces, &src)?;
-        Ok(Config {
+        let mut config = Config {
             origin: origin.to_string(),
             node,
             dataplane,
             timeouts,
             interfaces,
             services,
-        })
+            vrrp: Vec::new(),
+        };
+        config.vrrp = vrrp::validate_all(
+            raw.vrrp_instance,
+            &config.interfaces,
+            &config.all_vips(),
+            &src,
+        )?;
+        Ok(config)
     }
 
     /// The name the configuration was loaded under (its path).
@@ -165,6 +178,12 @@ impl Config {
             IpAddr::V6(_) => None,
         });
         interface::vips_by_interface(&self.interfaces, service_vips)
+    }
+
+    /// `[[vrrp_instance]]`s, in file order; empty when VRRP does not run
+    /// (the node's role is then set by hand).
+    pub fn vrrp_instances(&self) -> &[VrrpInstanceConfig] {
+        &self.vrrp
     }
 
     /// Every address this node answers ARP for while master, each once.

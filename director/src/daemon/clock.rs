@@ -32,3 +32,12 @@ impl Clock {
         Arc::new(move || self.now())
     }
 }
+
+/// Wall-clock time, unix milliseconds: only for timestamps shown to
+/// operators (transition times), never for timers.
+#[allow(clippy::disallowed_methods)] // the driver owns the clock
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -18,6 +18,7 @@ pub mod arp_side;
 pub mod clock;
 pub mod kernel;
 pub mod routes;
+pub mod vrrp_side;
 pub mod worker;
 
 use std::collections::BTreeSet;
@@ -28,8 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
-use crate::arp::{ArpConfig, ArpResponder};
-use crate::config::{Config, TimeoutSettings};
+use crate::arp::{ArpConfig, ArpResponder, GarpConfig};
+use crate::config::{Config, TimeoutSettings, VrrpInstanceConfig};
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
@@ -56,6 +57,9 @@ pub struct IfacePlan {
     /// Extra addresses answered for in ARP on it while active (the NAT
     /// inside gateway VIP); service VIPs are placed automatically.
     pub vips: Vec<Ipv4Addr>,
+    /// Gratuitous ARP schedule on becoming master (from the VRRP instance
+    /// whose addresses live here; keepalived's defaults otherwise).
+    pub garp: GarpConfig,
 }
 
 /// Everything the daemon needs to run, validated.
@@ -77,23 +81,28 @@ pub struct DaemonPlan {
     pub tun_ttl: OuterTtl,
     /// Verify L4 checksums of complete packets.
     pub verify_checksums: bool,
+    /// VRRP instances; empty: the role is set by hand.
+    pub vrrp: Vec<VrrpInstanceConfig>,
 }
 
 impl DaemonPlan {
     /// The plan a validated configuration describes.
     pub fn from_config(c: &Config) -> DaemonPlan {
         let d = c.dataplane();
+        let by_iface = c.vips_by_interface();
         DaemonPlan {
             node: c.node().name.clone(),
             ifaces: c
                 .interfaces()
                 .iter()
-                .map(|i| IfacePlan {
+                .zip(&by_iface)
+                .map(|(i, answered)| IfacePlan {
                     name: i.name.clone(),
                     addr: i.address,
                     prefix: i.prefix_len,
                     gateway: i.gateway,
                     vips: i.vips.clone(),
+                    garp: garp_for(c.vrrp_instances(), &answered.addresses),
                 })
                 .collect(),
             specs: c.service_specs(),
@@ -102,8 +111,25 @@ impl DaemonPlan {
             max_connections: d.max_connections,
             tun_ttl: d.tun_ttl,
             verify_checksums: d.verify_checksums,
+            vrrp: c.vrrp_instances().to_vec(),
         }
     }
+}
+
+/// The gratuitous ARP schedule of the first VRRP instance that moves one
+/// of `answered` (the addresses an interface answers for).
+fn garp_for(instances: &[VrrpInstanceConfig], answered: &[Ipv4Addr]) -> GarpConfig {
+    instances
+        .iter()
+        .find(|v| v.vips.iter().any(|ip| answered.contains(ip)))
+        .map(|v| GarpConfig {
+            repeat: v.garp_repeat,
+            delay_second_burst: v.garp_delay,
+            refresh: v.garp_refresh,
+            refresh_repeat: v.garp_refresh_repeat,
+            ..GarpConfig::default()
+        })
+        .unwrap_or_default()
 }
 
 /// Run-time choices made on the command line.
@@ -159,6 +185,10 @@ pub struct Running {
     pub plan_ifaces: Vec<IfacePlan>,
     /// Service table version the filter and answers were built for.
     pub seen_version: u64,
+    /// With VRRP: the addresses this node owns now (those of its MASTER
+    /// instances); only these are answered for. `None`: no VRRP, every
+    /// address is answered while the dataplane is active.
+    pub owned: Option<BTreeSet<Ipv4Addr>>,
     /// Worker and ARP threads.
     pub threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
@@ -206,7 +236,9 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
     let mut want_rxs = Vec::new();
     for (i, p) in plan.ifaces.iter().enumerate() {
         let mac = dp.config().ifaces[i].mac;
-        let responder = ArpResponder::new(ArpConfig::new(mac, p.addr, Vec::new()));
+        let mut arp = ArpConfig::new(mac, p.addr, Vec::new());
+        arp.garp = p.garp;
+        let responder = ArpResponder::new(arp);
         let (wants_tx, wants_rx) = std::sync::mpsc::sync_channel(1024);
         route_ifaces.push(RouteIface {
             id: IfaceId(i as u8),
@@ -311,6 +343,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         answers,
         plan_ifaces: plan.ifaces.clone(),
         seen_version,
+        owned: None,
         threads,
     })
 }
@@ -371,17 +404,42 @@ impl Running {
         }
         let specs = table.specs();
         self.filter.set(worker_filter(&specs)?);
-        for (slot, set) in
+        self.publish_answers(&specs);
+        self.seen_version = table.version();
+        Ok(())
+    }
+
+    /// VRRP moved addresses: answer for `owned` only, and forward while
+    /// anything is owned. The ARP threads pick the change up within their
+    /// poll period and send gratuitous ARP for what was added.
+    pub fn set_owned(&mut self, owned: BTreeSet<Ipv4Addr>) {
+        let active = !owned.is_empty();
+        self.owned = Some(owned);
+        let specs = self.dp.services().specs();
+        if active {
+            self.publish_answers(&specs);
+            self.dp.set_active(true);
+        } else {
+            // Stop forwarding first: nothing may be sent for an address
+            // the peer now owns.
+            self.dp.set_active(false);
+            self.publish_answers(&specs);
+        }
+    }
+
+    fn publish_answers(&self, specs: &[ServiceSpec]) {
+        for (slot, mut set) in
             self.answers
                 .iter()
-                .zip(answer_sets(&self.plan_ifaces, &self.routes, &specs))
+                .zip(answer_sets(&self.plan_ifaces, &self.routes, specs))
         {
+            if let Some(owned) = &self.owned {
+                set.vips.retain(|v| owned.contains(v));
+            }
             if **slot.load() != set {
                 slot.store(Arc::new(set));
             }
         }
-        self.seen_version = table.version();
-        Ok(())
     }
 
     /// Stop every thread and wait for them; returns the first error.

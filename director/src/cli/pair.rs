@@ -1,0 +1,195 @@
+//! `dirctl status` (and, as they land, the other commands for the pair):
+//! what ipvsadm never had — which director is master, why, and since when.
+//!
+//! Formatting is pure ([`format_status`]) so it is tested without a
+//! server; [`status`] fetches and prints.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use lb_proto::common::VrrpState;
+use lb_proto::control as ctl;
+
+use super::client::{ClientError, connect};
+
+/// A state as operators read it (keepalived's words).
+pub fn state_name(state: i32) -> &'static str {
+    match VrrpState::try_from(state) {
+        Ok(VrrpState::Init) => "INIT",
+        Ok(VrrpState::Backup) => "BACKUP",
+        Ok(VrrpState::Master) => "MASTER",
+        Ok(VrrpState::Fault) => "FAULT",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A duration in ms as `1h02m`, `3m05s`, `4.2s` or `350ms`.
+pub fn human_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+fn ago(now_unix_ms: u64, at_unix_ms: u64) -> String {
+    human_ms(now_unix_ms.saturating_sub(at_unix_ms))
+}
+
+/// The status page of one node.
+pub fn format_status(s: &ctl::NodeStatus) -> String {
+    let mut o = String::new();
+    let mode = s
+        .dataplane
+        .as_ref()
+        .map(|d| match ctl::DataplaneMode::try_from(d.mode) {
+            Ok(ctl::DataplaneMode::Active) => "active (owns VIPs, forwards)",
+            Ok(ctl::DataplaneMode::Standby) => "standby (answers nothing)",
+            Ok(ctl::DataplaneMode::Stopped) => "stopped",
+            _ => "unknown",
+        })
+        .unwrap_or("unknown");
+    let _ = writeln!(
+        o,
+        "node {}  version {}  up {}  config v{}",
+        s.node_name,
+        s.software_version,
+        human_ms(s.uptime_ms),
+        s.config_version
+    );
+    let _ = writeln!(o, "dataplane: {mode}");
+    if s.vrrp_instances.is_empty() {
+        let _ = writeln!(o, "vrrp: not configured (role set by hand)");
+    }
+    for v in &s.vrrp_instances {
+        let master = if v.master_address.is_empty() {
+            "unknown".to_owned()
+        } else {
+            v.master_address.clone()
+        };
+        let _ = writeln!(
+            o,
+            "vrrp {}: {} on {} vrid {}  priority {} (advertising {})  since {} ago",
+            v.name,
+            state_name(v.state),
+            v.interface,
+            v.vrid,
+            v.priority,
+            v.effective_priority,
+            ago(s.now_unix_ms, v.state_since_unix_ms)
+        );
+        let _ = writeln!(
+            o,
+            "  master {master}  advert {}ms (master's {}ms, down after {}ms)  preempt {}",
+            v.advert_interval_ms,
+            v.master_advert_interval_ms,
+            v.master_down_interval_ms,
+            if v.preempt { "on" } else { "off" }
+        );
+        let _ = writeln!(o, "  vips {}", v.vips.join(" "));
+        let _ = writeln!(
+            o,
+            "  adverts sent {} received {}",
+            v.adverts_sent, v.adverts_received
+        );
+        if let Some(t) = v.recent_transitions.last() {
+            let _ = writeln!(
+                o,
+                "  last change {} ago: {} -> {}: {}",
+                ago(s.now_unix_ms, t.at_unix_ms),
+                state_name(t.from),
+                state_name(t.to),
+                t.reason
+            );
+        }
+    }
+    if let Some(c) = &s.connections {
+        let _ = writeln!(
+            o,
+            "connections: {} (active {}, inactive {}, templates {}, synced {})",
+            c.total, c.active, c.inactive, c.templates, c.synced
+        );
+    }
+    o
+}
+
+/// `dirctl status`: fetch and print this node's status.
+pub async fn status(server: &str, out: &mut dyn Write) -> Result<(), ClientError> {
+    let mut c = connect(server).await?;
+    let s = c
+        .get_node_status(ctl::GetNodeStatusRequest {})
+        .await
+        .map_err(|e| super::client::status_error(server, e))?
+        .into_inner();
+    out.write_all(format_status(&s).as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        assert_eq!(human_ms(350), "350ms");
+        assert_eq!(human_ms(4_200), "4.2s");
+        assert_eq!(human_ms(185_000), "3m05s");
+        assert_eq!(human_ms(3_720_000), "1h02m");
+    }
+
+    #[test]
+    fn status_shows_state_master_and_last_reason() {
+        let s = ctl::NodeStatus {
+            node_name: "director-a".into(),
+            software_version: "0.1.0".into(),
+            uptime_ms: 65_000,
+            now_unix_ms: 100_000,
+            config_version: 3,
+            vrrp_instances: vec![ctl::VrrpInstanceStatus {
+                name: "VI_1".into(),
+                vrid: 51,
+                interface: "eth0".into(),
+                state: VrrpState::Master as i32,
+                priority: 150,
+                effective_priority: 150,
+                advert_interval_ms: 100,
+                master_advert_interval_ms: 100,
+                master_down_interval_ms: 341,
+                master_address: "10.21.0.2".into(),
+                preempt: true,
+                vips: vec!["10.21.0.100".into()],
+                state_since_unix_ms: 90_000,
+                recent_transitions: vec![ctl::VrrpTransition {
+                    at_unix_ms: 90_000,
+                    from: VrrpState::Backup as i32,
+                    to: VrrpState::Master as i32,
+                    reason: "master down interval expired".into(),
+                }],
+                ..Default::default()
+            }],
+            dataplane: Some(ctl::DataplaneStatus {
+                mode: ctl::DataplaneMode::Active as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = format_status(&s);
+        assert!(
+            text.contains("node director-a  version 0.1.0  up 1m05s  config v3"),
+            "{text}"
+        );
+        assert!(text.contains("dataplane: active"), "{text}");
+        assert!(
+            text.contains(
+                "vrrp VI_1: MASTER on eth0 vrid 51  priority 150 (advertising 150)  since 10.0s ago"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("master 10.21.0.2"), "{text}");
+        assert!(
+            text.contains("last change 10.0s ago: BACKUP -> MASTER: master down interval expired"),
+            "{text}"
+        );
+    }
+}
