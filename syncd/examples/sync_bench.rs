@@ -1,0 +1,250 @@
+//! Sync over loopback, measured: lag at 1k, 10k and 50k new connections/s
+//! (events pushed from a thread at that rate for ~3 s), and a 10^6-entry
+//! snapshot (transfer + apply into the in-memory sink, bytes per entry).
+//!
+//! `cargo run --release -p syncd --example sync_bench`
+//!
+//! Two lag figures per rate:
+//! - push→ack (the contract's lag): the master's window of (ack time −
+//!   time the batch's first event entered the log), master clock;
+//! - push→apply: each event's push time (pusher thread) to the moment the
+//!   subscriber's sink applied it, same process clock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use lb_proto::common::ConnEntry;
+use lb_proto::sync::{ConnNew, SyncEvent, sync_event};
+use syncd::mem::{self, MemTable};
+use syncd::{ConnSink, MasterConfig, NodeInfo, Subscriber, SubscriberConfig, SyncServer};
+use tokio::net::TcpListener;
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// The bench's clock: µs since start.
+#[allow(clippy::disallowed_methods)]
+fn now_us() -> u64 {
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+fn node(id: &str) -> NodeInfo {
+    NodeInfo {
+        node_id: id.into(),
+        node_name: format!("dir-{id}"),
+        cluster_id: "bench".into(),
+        vrids: vec![51],
+    }
+}
+
+/// Index of a `mem::flow_entry`.
+fn flow_index(e: &ConnEntry) -> Option<u64> {
+    let c = e.client.as_ref()?;
+    let ip: std::net::Ipv4Addr = c.ip.parse().ok()?;
+    Some(((u32::from(ip).wrapping_sub(0x6440_0000) as u64) << 16) | u64::from(c.port))
+}
+
+/// A MemTable sink that records when each pushed flow is applied.
+struct TimedSink {
+    table: MemTable,
+    pushed: Arc<Vec<AtomicU64>>,
+    latencies: std::sync::Mutex<Vec<u64>>,
+}
+
+impl ConnSink for TimedSink {
+    fn begin_snapshot(&self, id: u64) {
+        self.table.begin_snapshot(id)
+    }
+    fn apply_snapshot_entries(&self, id: u64, entries: Vec<ConnEntry>) -> Result<(), String> {
+        self.table.apply_snapshot_entries(id, entries)
+    }
+    fn end_snapshot(&self, id: u64) -> Result<(), String> {
+        self.table.end_snapshot(id)
+    }
+    fn abort_snapshot(&self, id: u64) {
+        self.table.abort_snapshot(id)
+    }
+    fn apply_events(&self, events: Vec<SyncEvent>) -> Result<(), String> {
+        let idx: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(sync_event::Event::ConnNew(ConnNew { entry: Some(e) })) => flow_index(e),
+                _ => None,
+            })
+            .collect();
+        self.table.apply_events(events)?;
+        let now = now_us();
+        let mut l = self.latencies.lock().unwrap();
+        for i in idx {
+            if let Some(t) = self.pushed.get(i as usize) {
+                l.push(now.saturating_sub(t.load(Ordering::Relaxed)));
+            }
+        }
+        Ok(())
+    }
+    fn apply_service_table(&self, t: lb_proto::common::ServiceTable) -> Result<(), String> {
+        self.table.apply_service_table(t)
+    }
+    fn len(&self) -> u64 {
+        self.table.len()
+    }
+}
+
+fn q(v: &mut [u64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+}
+
+async fn start(table: Arc<MemTable>) -> (SyncServer, syncd::Publisher, std::net::SocketAddr) {
+    let (server, publisher) = SyncServer::new(node("a"), table, MasterConfig::default());
+    server.set_serving(true);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(l, None, std::future::pending()).await });
+    (server, publisher, addr)
+}
+
+async fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = now_us() + secs * 1_000_000;
+    while !f() {
+        assert!(now_us() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn lag_at(rate: u64, secs: u64) {
+    let table = Arc::new(MemTable::new());
+    let (server, publisher, addr) = start(table.clone()).await;
+    let n = rate * secs;
+    let pushed: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let sink = Arc::new(TimedSink {
+        table: MemTable::new(),
+        pushed: pushed.clone(),
+        latencies: Default::default(),
+    });
+    let sub = Subscriber::spawn(
+        node("b"),
+        SubscriberConfig::new(addr.to_string()),
+        sink.clone(),
+    );
+    wait("connected", 10, || {
+        server.status().subscribers.len() == 1 && sub.status().snapshots_applied == 1
+    })
+    .await;
+
+    let t = table.clone();
+    let pusher = std::thread::spawn(move || {
+        let start = now_us();
+        let mut i = 0u64;
+        while i < n {
+            // Pace: everything due by now, then a short sleep.
+            let due = ((now_us() - start) * rate / 1_000_000).min(n);
+            while i < due {
+                let ev = mem::flow_new(i);
+                t.apply_local(ev.clone());
+                pushed[i as usize].store(now_us(), Ordering::Relaxed);
+                publisher.push(ev);
+                i += 1;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        publisher
+    });
+    let _publisher = tokio::task::spawn_blocking(move || pusher.join().unwrap())
+        .await
+        .unwrap();
+    wait("all applied", 30, || sink.len() == n).await;
+    wait("all acked", 10, || {
+        let s = server.status();
+        s.subscribers[0].acked_sequence == s.last_sequence
+    })
+    .await;
+    let st = server.status().subscribers[0].clone();
+    let mut l = std::mem::take(&mut *sink.latencies.lock().unwrap());
+    println!(
+        "{rate:>6}/s x {secs} s: {n} events in {} batches | push->ack p50 {:.2} ms p99 {:.2} ms (master) | push->apply p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        st.batches_sent,
+        st.ack_latency_p50_us as f64 / 1000.0,
+        st.ack_latency_p99_us as f64 / 1000.0,
+        q(&mut l, 0.5),
+        q(&mut l, 0.99),
+        q(&mut l, 1.0),
+    );
+    sub.shutdown().await;
+    server.set_serving(false);
+}
+
+async fn snapshot(n: u64) {
+    let t0 = now_us();
+    let table = Arc::new(MemTable::with_entries((0..n).map(mem::flow_entry)));
+    println!(
+        "snapshot: built a {n}-entry table in {:.2} s",
+        (now_us() - t0) as f64 / 1e6
+    );
+    let (server, _publisher, addr) = start(table.clone()).await;
+    let sink = Arc::new(MemTable::new());
+    let t0 = now_us();
+    let sub = Subscriber::spawn(
+        node("b"),
+        SubscriberConfig::new(addr.to_string()),
+        sink.clone(),
+    );
+    wait("snapshot applied", 60, || {
+        sub.status().snapshots_applied == 1
+    })
+    .await;
+    let took = Duration::from_micros(now_us() - t0);
+    wait("snapshot acked", 10, || {
+        server
+            .status()
+            .subscribers
+            .first()
+            .is_some_and(|s| s.last_snapshot_duration.is_some())
+    })
+    .await;
+    let st = server.status().subscribers[0].clone();
+    let ss = sub.status();
+    let snap = ss.last_snapshot.unwrap();
+    assert_eq!(sink.len(), n);
+    println!(
+        "snapshot: {n} entries transferred+applied in {:.2} s (connect to applied); master SnapshotBegin->ack {:.2} s; {:.1} bytes/entry on the wire ({} bytes in {} ms subscriber-side)",
+        took.as_secs_f64(),
+        st.last_snapshot_duration.unwrap().as_secs_f64(),
+        st.last_snapshot_bytes as f64 / n as f64,
+        snap.bytes,
+        snap.duration.as_millis(),
+    );
+    sub.shutdown().await;
+    server.set_serving(false);
+}
+
+fn main() {
+    now_us();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for rate in [1_000, 10_000, 50_000]
+            .into_iter()
+            .filter(|_| std::env::args().nth(1).is_none())
+        {
+            lag_at(rate, 3).await;
+        }
+        snapshot(
+            std::env::args()
+                .nth(1)
+                .map_or(1_000_000, |a| a.parse().unwrap()),
+        )
+        .await;
+    });
+}
