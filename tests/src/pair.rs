@@ -6,7 +6,11 @@
 //! ```text
 //!   client .10 ── lan 10.41.0.0/24 ── director-a .2, director-b .3
 //!                                 └── rs1 .11, rs2 .12 (VIP .100 on lo, nginx)
+//!   director-a .2 ── sync 10.42.0.0/24 ── director-b .3   (the HA link)
 //! ```
+//!
+//! The sync stream runs on its own link, as operators cable a pair, so a
+//! test can cut it while VRRP on the lan goes on.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -32,6 +36,8 @@ pub struct Node {
     pub host: Host,
     /// Its interface on the lan.
     pub iface: Iface,
+    /// Its interface on the sync link.
+    pub sync_iface: Iface,
 }
 
 /// VRRP settings written into both directors' configs.
@@ -80,6 +86,7 @@ impl PairLab {
             return Ok(None);
         };
         let lan = lab.segment("lan", "10.41.0.0/24")?;
+        let ha = lab.segment("ha", "10.42.0.0/24")?;
         let client = lab.host("client")?;
         let client_iface = lab.link(&client, &lan, "10.41.0.10/24")?;
         let mut ifaces = vec![client_iface.clone()];
@@ -87,11 +94,13 @@ impl PairLab {
         for (n, host_name) in [(2u8, "dira"), (3, "dirb")] {
             let host = lab.host(host_name)?;
             let iface = lab.link(&host, &lan, &format!("10.41.0.{n}/24"))?;
+            let sync_iface = lab.link(&host, &ha, &format!("10.42.0.{n}/24"))?;
             ifaces.push(iface.clone());
             nodes.push(Node {
                 name: format!("director-{}", &host_name[3..]),
                 host,
                 iface,
+                sync_iface,
             });
         }
         let mut servers = Vec::new();
@@ -163,6 +172,16 @@ garp_master_delay = {garp}
         )
     }
 
+    /// The `[sync]` table for node `i` (plaintext on the HA link).
+    pub fn sync_table(&self, i: usize, enabled: bool) -> String {
+        let me = self.nodes[i].sync_iface.addr();
+        let peer = self.nodes[1 - i].sync_iface.addr();
+        format!(
+            "[sync]\nlisten = \"{me}:7401\"\npeer = \"{peer}:7401\"\ncluster = \"lab-pair\"\n\
+             plaintext = true\nenabled = {enabled}\n"
+        )
+    }
+
     /// Start node `i` with `config`.
     pub fn start(&self, i: usize, config: &str) -> Result<Directord> {
         Directord::start(&self.lab, &self.nodes[i].host, &self.bins, config)
@@ -192,6 +211,15 @@ garp_master_delay = {garp}
             Duration::from_millis(50),
             || Ok(self.vrrp_state(d)? == state),
         )
+    }
+
+    /// A line of `dirctl status` on `d` starting with `prefix`.
+    pub fn status_line(&self, d: &Directord, prefix: &str) -> Result<String> {
+        let out = d.dirctl(&self.lab, &["status"])?;
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .with_context(|| format!("no {prefix:?} line in dirctl status:\n{out}"))
     }
 
     /// The MAC the client's kernel has for the VIP, if any.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use lb_proto::common as pb;
 use tonic::Status;
 
-use crate::conn::{ConnRecord, ConnState, TcpState};
+use crate::conn::{ConnRecord, ConnState, RecordFlags, TcpState, TemplateKey};
 use crate::dest::MAX_WEIGHT;
 use crate::sched::{SchedOptions, SchedulerKind};
 use crate::service::{DEFAULT_PERSISTENCE, Persistence, ServiceKey};
@@ -353,6 +353,94 @@ pub fn to_conn_entry(rec: &ConnRecord, prefix: Option<u8>, dest_removed: bool) -
             None
         },
     }
+}
+
+/// The core connection state of a wire one; UNSPECIFIED is refused.
+pub fn conn_state(s: i32) -> Result<ConnState, String> {
+    let tcp = |t| Ok(ConnState::Tcp(t));
+    match pb::ConnState::try_from(s) {
+        Ok(pb::ConnState::Udp) => Ok(ConnState::Udp),
+        Ok(pb::ConnState::None) => tcp(TcpState::None),
+        Ok(pb::ConnState::Established) => tcp(TcpState::Established),
+        Ok(pb::ConnState::SynSent) => tcp(TcpState::SynSent),
+        Ok(pb::ConnState::SynRecv) => tcp(TcpState::SynRecv),
+        Ok(pb::ConnState::FinWait) => tcp(TcpState::FinWait),
+        Ok(pb::ConnState::TimeWait) => tcp(TcpState::TimeWait),
+        Ok(pb::ConnState::Close) => tcp(TcpState::Close),
+        Ok(pb::ConnState::CloseWait) => tcp(TcpState::CloseWait),
+        Ok(pb::ConnState::LastAck) => tcp(TcpState::LastAck),
+        Ok(pb::ConnState::Listen) => tcp(TcpState::Listen),
+        Ok(pb::ConnState::Synack) => tcp(TcpState::SynAck),
+        _ => Err(format!("unknown connection state value {s}")),
+    }
+}
+
+/// The core protocol of a wire one (TCP or UDP).
+pub fn protocol(p: i32) -> Result<Protocol, String> {
+    match pb::Protocol::try_from(p) {
+        Ok(pb::Protocol::Tcp) => Ok(Protocol::Tcp),
+        Ok(pb::Protocol::Udp) => Ok(Protocol::Udp),
+        _ => Err(format!("protocol value {p} is not TCP or UDP")),
+    }
+}
+
+fn required_endpoint(what: &str, ep: Option<&pb::Endpoint>) -> Result<SocketAddr, String> {
+    let ep = ep.ok_or_else(|| format!("{what} is missing"))?;
+    endpoint(what, ep).map_err(|s| s.message().to_owned())
+}
+
+/// A template key from the wire.
+pub fn template_key(k: &pb::TemplateKey) -> Result<TemplateKey, String> {
+    let vip = required_endpoint("template VIP", k.vip.as_ref())?;
+    Ok(TemplateKey {
+        protocol: protocol(k.protocol)?,
+        client_net: parse_ip("template client network", &k.client_ip)
+            .map_err(|s| s.message().to_owned())?,
+        vip: vip.ip(),
+        vport: vip.port(),
+    })
+}
+
+/// A connection record from the wire (the sync stream), checked field by
+/// field: the inverse of [`to_conn_entry`]. The method is the sender's;
+/// importing resolves the real server locally and uses its method.
+pub fn conn_record(e: &pb::ConnEntry) -> Result<ConnRecord, String> {
+    let method = match pb::ForwardMethod::try_from(e.method) {
+        Ok(pb::ForwardMethod::Dr) => ForwardMethod::DirectRouting,
+        Ok(pb::ForwardMethod::Tunnel) => ForwardMethod::Tunnel,
+        Ok(pb::ForwardMethod::Nat) => ForwardMethod::Masquerade,
+        _ => {
+            return Err(format!(
+                "forwarding method value {} is not DR, TUN or NAT",
+                e.method
+            ));
+        }
+    };
+    let flag = |f: pb::ConnFlag| e.flags & f as u32 != 0;
+    Ok(ConnRecord {
+        protocol: protocol(e.protocol)?,
+        client: required_endpoint("client", e.client.as_ref())?,
+        vip: required_endpoint("VIP", e.vip.as_ref())?,
+        real_server: required_endpoint("real server", e.real_server.as_ref())?,
+        method,
+        state: conn_state(e.state)?,
+        timeout_ms: u64::from(e.remaining_timeout_ms),
+        flags: RecordFlags {
+            template: flag(pb::ConnFlag::Template),
+            inactive: flag(pb::ConnFlag::Inactive),
+            no_output: flag(pb::ConnFlag::NoOutput),
+        },
+        template: e.template.as_ref().map(template_key).transpose()?,
+    })
+}
+
+/// A connection key from the wire.
+pub fn conn_key(k: &pb::ConnKey) -> Result<crate::conn::ConnKey, String> {
+    Ok(crate::conn::ConnKey {
+        protocol: protocol(k.protocol)?,
+        client: required_endpoint("client", k.client.as_ref())?,
+        vip: required_endpoint("VIP", k.vip.as_ref())?,
+    })
 }
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
 pub trait PairView: Send + Sync + fmt::Debug {
     /// Status of every VRRP instance of this node.
     fn vrrp_instances(&self) -> Vec<lb_proto::control::VrrpInstanceStatus>;
+    /// Connection sync, if configured.
+    fn sync_status(&self) -> Option<lb_proto::control::SyncStatus> {
+        None
+    }
 }
 
 /// What the control service works on: the node's name, its dataplane and

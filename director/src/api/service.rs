@@ -419,7 +419,7 @@ impl Control for ControlService {
             uptime_ms: u64::try_from(st.uptime().as_millis()).unwrap_or(u64::MAX),
             now_unix_ms: unix_now_ms(),
             vrrp_instances: st.pair().map(|p| p.vrrp_instances()).unwrap_or_default(),
-            sync: None,
+            sync: st.pair().and_then(|p| p.sync_status()),
             connections: Some(ctl::ConnectionCounts {
                 total: conns.len() as u64,
                 active,
@@ -463,7 +463,15 @@ impl Control for ControlService {
         &self,
         _request: Request<ctl::GetSyncStatusRequest>,
     ) -> Result<Response<ctl::SyncStatus>, Status> {
-        Err(not_yet("GetSyncStatus"))
+        self.state
+            .pair()
+            .and_then(|p| p.sync_status())
+            .map(Response::new)
+            .ok_or_else(|| {
+                Status::failed_precondition(
+                    "connection sync is not configured on this director (no [sync] table)",
+                )
+            })
     }
 
     async fn failover(

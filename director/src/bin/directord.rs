@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use director::api::{self, ControlState};
 use director::config::Config;
-use director::daemon::vrrp_side::VrrpSide;
+use director::daemon::pair::Pair;
 use director::daemon::{self, DaemonPlan, RunOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -146,13 +146,17 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         let mut usr1 = signal(SignalKind::user_defined1())?;
         let mut usr2 = signal(SignalKind::user_defined2())?;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let (vrrp, mut vrrp_events) = if with_vrrp {
-            let (side, events) = VrrpSide::start(&plan.vrrp).await?;
-            state.set_pair(Arc::new(side.clone()));
+        let (mut pair, mut vrrp_events) = if with_vrrp {
+            let (pair, events) =
+                Pair::start(&plan.vrrp, plan.sync.as_ref(), &state, &running.sync, clock).await?;
+            state.set_pair(pair.view());
             // Nothing is owned until an instance becomes MASTER.
             running.set_owned(Default::default());
-            (Some(side), Some(events))
+            (Some(pair), Some(events))
         } else {
+            if plan.sync.is_some() {
+                println!("directord: [sync] needs a [[vrrp_instance]] to follow; sync is off");
+            }
             (None, None)
         };
         let outcome: anyhow::Result<()> = loop {
@@ -161,20 +165,26 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
                 _ = int.recv() => break Ok(()),
                 _ = hup.recv() => reload(&args.config, &state),
                 Some(ev) = recv_opt(&mut vrrp_events) => {
-                    if let Some(side) = &vrrp {
+                    if let Some(pair) = &mut pair {
                         let vrrp::DriverEvent::Transition { instance, from, to, reason, priority, .. } = &ev;
                         println!(
                             "directord: VRRP {instance}: {} -> {} (priority {priority}): {reason}",
                             from.name(),
                             to.name()
                         );
-                        running.set_owned(side.record(&ev));
+                        let owned = pair.on_transition(&ev).await;
+                        running.set_owned(owned);
                     }
                 }
                 _ = usr1.recv() => set_role_by_hand(&dp, with_vrrp, true),
                 _ = usr2.recv() => set_role_by_hand(&dp, with_vrrp, false),
                 _ = tick.tick() => {
-                    dp.conns().expire(clock.now(), EXPIRE_BUDGET, &mut |_| {});
+                    let now = clock.now();
+                    let hook = &running.sync;
+                    dp.conns().expire(now, EXPIRE_BUDGET, &mut |ev| hook.on_event(ev, &dp, now));
+                    if let Some(pair) = &mut pair {
+                        pair.tick(&dp).await;
+                    }
                     if let Err(e) = running.refresh() {
                         eprintln!("directord: {e:#}");
                     }
@@ -188,10 +198,10 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
                 }
             }
         };
-        if let Some(side) = &vrrp {
+        if let Some(pair) = &mut pair {
             // Priority 0 first, so the peer takes over at once (RFC 5798
             // 6.4.3); then stop answering and forwarding.
-            side.handle().shutdown().await;
+            pair.shutdown().await;
             running.set_owned(Default::default());
         }
         let _ = stop_tx.send(());

@@ -104,6 +104,41 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
             );
         }
     }
+    match &s.sync {
+        None => {
+            let _ = writeln!(o, "sync: not configured");
+        }
+        Some(y) => {
+            let role = match ctl::SyncRole::try_from(y.role) {
+                Ok(ctl::SyncRole::Master) => "master",
+                Ok(ctl::SyncRole::Subscriber) => "subscriber",
+                _ => "none",
+            };
+            let peer = if y.peer_node_id.is_empty() {
+                y.peer_address.clone()
+            } else {
+                format!("{} ({})", y.peer_node_id, y.peer_address)
+            };
+            let _ = writeln!(
+                o,
+                "sync: {role} {} peer {peer}  lag {} entries {} ms  epoch {:#x} seq {}/{}  snapshots {}",
+                if y.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                },
+                y.entries_behind,
+                y.ms_behind,
+                y.epoch,
+                y.acked_sequence,
+                y.last_sequence,
+                y.snapshots
+            );
+            if !y.last_error.is_empty() {
+                let _ = writeln!(o, "  last error: {}", y.last_error);
+            }
+        }
+    }
     if let Some(c) = &s.connections {
         let _ = writeln!(
             o,

@@ -416,6 +416,12 @@ pub enum Problem {
         /// What is wrong, in an operator's words.
         message: String,
     },
+    /// `[sync]` is wrong.
+    #[error("sync: {message}")]
+    Sync {
+        /// What is wrong, in an operator's words.
+        message: String,
+    },
     /// Refused by the service table's own validation
     /// ([`ServiceTable::rebuild`](crate::ServiceTable::rebuild)).
     #[error("{0}")]

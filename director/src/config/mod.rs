@@ -40,6 +40,7 @@ mod error;
 mod interface;
 mod node;
 mod service;
+mod sync;
 mod timeouts;
 mod vrrp;
 
@@ -53,6 +54,7 @@ pub use dataplane::{DataplaneSettings, MAX_CONNECTIONS_LIMIT};
 pub use error::{ConfigError, Location, Problem};
 pub use interface::{InterfaceConfig, InterfaceVips};
 pub use node::NodeConfig;
+pub use sync::{SyncConfig, SyncTlsFiles};
 pub use timeouts::{MAX_TIMEOUT_SECS, TimeoutSettings};
 pub use vrrp::VrrpInstanceConfig;
 
@@ -74,6 +76,8 @@ struct RawConfig {
     service: Vec<Spanned<service::RawService>>,
     #[serde(default)]
     vrrp_instance: Vec<Spanned<vrrp::RawVrrpInstance>>,
+    #[serde(default)]
+    sync: Option<sync::RawSync>,
 }
 
 /// A validated configuration.
@@ -86,6 +90,7 @@ pub struct Config {
     interfaces: Vec<InterfaceConfig>,
     services: Vec<ServiceSpec>,
     vrrp: Vec<VrrpInstanceConfig>,
+    sync: Option<SyncConfig>,
 }
 
 impl Config {
@@ -118,6 +123,7 @@ impl Config {
             interfaces,
             services,
             vrrp: Vec::new(),
+            sync: raw.sync.map(|s| s.validate(&src)).transpose()?,
         };
         config.vrrp = vrrp::validate_all(
             raw.vrrp_instance,
@@ -184,6 +190,11 @@ impl Config {
     /// (the node's role is then set by hand).
     pub fn vrrp_instances(&self) -> &[VrrpInstanceConfig] {
         &self.vrrp
+    }
+
+    /// `[sync]`, if the node syncs its connection table with a peer.
+    pub fn sync(&self) -> Option<&SyncConfig> {
+        self.sync.as_ref()
     }
 
     /// Every address this node answers ARP for while master, each once.

@@ -17,7 +17,9 @@
 pub mod arp_side;
 pub mod clock;
 pub mod kernel;
+pub mod pair;
 pub mod routes;
+pub mod sync_side;
 pub mod vrrp_side;
 pub mod worker;
 
@@ -30,7 +32,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
 use crate::arp::{ArpConfig, ArpResponder, GarpConfig};
-use crate::config::{Config, TimeoutSettings, VrrpInstanceConfig};
+use crate::config::{Config, SyncConfig, TimeoutSettings, VrrpInstanceConfig};
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
@@ -83,6 +85,8 @@ pub struct DaemonPlan {
     pub verify_checksums: bool,
     /// VRRP instances; empty: the role is set by hand.
     pub vrrp: Vec<VrrpInstanceConfig>,
+    /// Connection sync with the peer.
+    pub sync: Option<SyncConfig>,
 }
 
 impl DaemonPlan {
@@ -112,6 +116,7 @@ impl DaemonPlan {
             tun_ttl: d.tun_ttl,
             verify_checksums: d.verify_checksums,
             vrrp: c.vrrp_instances().to_vec(),
+            sync: c.sync().cloned(),
         }
     }
 }
@@ -189,6 +194,8 @@ pub struct Running {
     /// instances); only these are answered for. `None`: no VRRP, every
     /// address is answered while the dataplane is active.
     pub owned: Option<BTreeSet<Ipv4Addr>>,
+    /// Where connection events go for the sync stream.
+    pub sync: Arc<sync_side::SyncHook>,
     /// Worker and ARP threads.
     pub threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
@@ -254,6 +261,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
     let routes = Routes::new(Arc::new(route_ifaces));
     let filter = Arc::new(SharedFilter::new(worker_filter(&plan.specs)?));
     let stop = Arc::new(AtomicBool::new(false));
+    let sync = Arc::new(sync_side::SyncHook::default());
     let sets = answer_sets(&plan.ifaces, &routes, &plan.specs);
     let answers: Vec<_> = sets
         .into_iter()
@@ -280,6 +288,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                     .wrapping_mul(8)
                     .wrapping_add(i as u16),
                 verify_checksums: plan.verify_checksums,
+                sync: Arc::clone(&sync),
             };
             let (dp, routes, filter, stop) = (
                 Arc::clone(&dp),
@@ -344,6 +353,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         plan_ifaces: plan.ifaces.clone(),
         seen_version,
         owned: None,
+        sync,
         threads,
     })
 }

@@ -19,6 +19,7 @@ use crate::io::{AfPacket, Fanout, FanoutMode, Filter, RxConfig, TxConfig, TxQueu
 
 use super::clock::Clock;
 use super::routes::Routes;
+use super::sync_side::SyncHook;
 
 /// The kernel filter for the workers, replaced when the services change.
 #[derive(Debug)]
@@ -56,6 +57,8 @@ pub struct WorkerSpec {
     pub fanout_group: u16,
     /// Whether to verify L4 checksums of complete packets.
     pub verify_checksums: bool,
+    /// Where connection events go for the sync stream.
+    pub sync: Arc<SyncHook>,
 }
 
 /// Run one worker until `stop` is set. Errors opening the sockets are
@@ -113,6 +116,7 @@ fn run_loop(
 ) -> anyhow::Result<()> {
     let ingress_name = &spec.iface_names[usize::from(spec.ingress.0)];
     let mut seen_version = filter.version.load(Ordering::Acquire);
+    let events_dp = Arc::clone(&dp);
     let mut worker = Worker::new(dp, 0x5eed ^ spec.n as u64)
         .map_err(|e| anyhow::anyhow!("worker {}: {e}", spec.n))?;
     let mut last_error = None::<String>;
@@ -152,7 +156,9 @@ fn run_loop(
                 c => c,
             };
             let data = frame.data;
-            let action = worker.process(now, spec.ingress, &mut *data, csum, &routes, &mut |_| {});
+            let action = worker.process(now, spec.ingress, &mut *data, csum, &routes, &mut |ev| {
+                spec.sync.on_event(ev, &events_dp, now)
+            });
             if let Action::Handled { verdict, egress } = action {
                 if matches!(verdict, Verdict::Drop(_)) {
                     continue;

@@ -1,0 +1,350 @@
+//! The node as one half of a pair: VRRP decides the role, and connection
+//! sync follows it — the MASTER serves its table, the BACKUP subscribes to
+//! the master's.
+//!
+//! Ordering rules that keep flows alive across role changes:
+//! - A node that starts (or restarts after a failure) holds its VRRP
+//!   instances (no preemption) until it has applied a snapshot from the
+//!   current master: a returning higher-priority node must not claim the
+//!   VIPs before it has the table (failback without the race between the
+//!   gratuitous ARP and the table). With no master to sync from, the RFC's
+//!   Master_Down timer still makes it master.
+//! - Becoming MASTER starts a new sync epoch and stops subscribing;
+//!   leaving MASTER stops serving and subscribes to the peer.
+//! - While subscribed, every master heartbeat on the sync stream restarts
+//!   VRRP's Master_Down timer: the sync link is a second heartbeat path,
+//!   so losing the VRRP path alone does not make two masters.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use lb_proto::control as ctl;
+use syncd::{MasterConfig, NodeInfo, Subscriber, SubscriberConfig, SyncServer, TlsConfig};
+use vrrp::DriverEvent;
+
+use super::clock::Clock;
+use super::sync_side::{SyncHook, TableSink, TableSource};
+use super::vrrp_side::VrrpSide;
+use crate::api::{ControlState, PairView};
+use crate::config::{SyncConfig, VrrpInstanceConfig};
+
+/// Sync, running.
+struct SyncRuntime {
+    cfg: SyncConfig,
+    node: NodeInfo,
+    tls: Option<TlsConfig>,
+    server: SyncServer,
+    sink: Arc<TableSink>,
+    subscriber: Option<Subscriber>,
+    /// The hold on preemption was lifted (caught up, or became master).
+    released: bool,
+    /// Arrival of the last master heartbeat passed on to VRRP.
+    last_beat: Option<Instant>,
+    last_refresh: Instant,
+}
+
+impl std::fmt::Debug for SyncRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncRuntime")
+            .field("cfg", &self.cfg)
+            .field("subscribed", &self.subscriber.is_some())
+            .field("released", &self.released)
+            .finish_non_exhaustive()
+    }
+}
+
+/// VRRP and, when configured, sync.
+#[derive(Debug)]
+pub struct Pair {
+    vrrp: VrrpSide,
+    sync: Option<SyncRuntime>,
+    clock: Clock,
+    hook: Arc<SyncHook>,
+    view: Arc<PairStatus>,
+}
+
+/// The pair as the control API sees it: shared, updated by the daemon.
+#[derive(Debug)]
+pub struct PairStatus {
+    vrrp: VrrpSide,
+    server: Option<SyncServer>,
+    peer: Option<String>,
+    subscriber: std::sync::Mutex<Option<syncd::SubscriberStatus>>,
+}
+
+fn read_tls(cfg: &SyncConfig) -> anyhow::Result<Option<TlsConfig>> {
+    let Some(files) = &cfg.tls else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("sync TLS: reading {}", p.display()))
+    };
+    Ok(Some(TlsConfig {
+        ca_pem: read(&files.ca)?,
+        cert_pem: read(&files.cert)?,
+        key_pem: read(&files.key)?,
+    }))
+}
+
+impl Pair {
+    /// Start VRRP for `instances` and, with `sync`, the sync server and
+    /// subscriber. Transitions arrive on the returned receiver and go to
+    /// [`Pair::on_transition`].
+    #[allow(clippy::disallowed_methods)] // the driver owns the clock
+    pub async fn start(
+        instances: &[VrrpInstanceConfig],
+        sync: Option<&SyncConfig>,
+        state: &Arc<ControlState>,
+        hook: &Arc<SyncHook>,
+        clock: Clock,
+    ) -> anyhow::Result<(Pair, tokio::sync::mpsc::UnboundedReceiver<DriverEvent>)> {
+        let sync = match sync.filter(|s| s.enabled) {
+            None => None,
+            Some(cfg) => Some(start_sync(cfg, instances, state, hook, clock).await?),
+        };
+        let (vrrp, events) = VrrpSide::start(instances).await?;
+        if sync.is_some() {
+            // Hold until synced (see the module comment).
+            vrrp.handle()
+                .step_down(None)
+                .await
+                .map_err(|e| anyhow::anyhow!("VRRP hold at start: {e}"))?;
+        }
+        let view = Arc::new(PairStatus {
+            vrrp: vrrp.clone(),
+            server: sync.as_ref().map(|s| s.server.clone()),
+            peer: sync.as_ref().map(|s| s.cfg.peer.to_string()),
+            subscriber: std::sync::Mutex::new(None),
+        });
+        Ok((
+            Pair {
+                vrrp,
+                sync,
+                clock,
+                hook: Arc::clone(hook),
+                view,
+            },
+            events,
+        ))
+    }
+
+    /// The VRRP side (status, handle).
+    pub fn vrrp(&self) -> &VrrpSide {
+        &self.vrrp
+    }
+
+    /// A VRRP transition: record it, move sync's role, and return the
+    /// addresses this node owns now.
+    pub async fn on_transition(
+        &mut self,
+        ev: &DriverEvent,
+    ) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+        let owned = self.vrrp.record(ev);
+        let master = !owned.is_empty();
+        if let Some(s) = &mut self.sync {
+            if master {
+                s.server.set_serving(true);
+                if let Some(sub) = s.subscriber.take() {
+                    sub.shutdown().await;
+                }
+                if !s.released {
+                    s.released = true;
+                    let _ = self.vrrp.handle().release(None).await;
+                }
+            } else {
+                s.server.set_serving(false);
+                if s.subscriber.is_none() {
+                    s.subscriber = Some(subscribe(s));
+                }
+            }
+        }
+        owned
+    }
+
+    /// Periodic work (every ~100 ms): lift the start-up hold once caught
+    /// up, pass master heartbeats to VRRP, refresh synced timers.
+    #[allow(clippy::disallowed_methods)] // the driver owns the clock
+    pub async fn tick(&mut self, dp: &crate::dataplane::Dataplane) {
+        let Some(s) = &mut self.sync else {
+            return;
+        };
+        if let Some(sub) = &s.subscriber {
+            let st = sub.status();
+            if !s.released && st.connected && st.snapshots_applied > 0 && st.entries_behind == 0 {
+                s.released = true;
+                tracing::info!("sync: caught up with the master; preemption allowed again");
+                let _ = self.vrrp.handle().release(None).await;
+            }
+            if let Some(hb) = sub.last_master_heartbeat()
+                && s.last_beat != Some(hb.at)
+            {
+                s.last_beat = Some(hb.at);
+                self.vrrp.handle().peer_alive().await;
+            }
+        }
+        if s.last_refresh.elapsed() >= s.cfg.refresh_interval {
+            s.last_refresh = Instant::now();
+            // One walk of the table per period (a minute by default); only
+            // flows that saw traffic since the last walk are sent.
+            let n = self
+                .hook
+                .refresh(dp, self.clock.now(), s.cfg.refresh_interval);
+            tracing::debug!("sync: refreshed the timers of {n} flows");
+        }
+        *self
+            .view
+            .subscriber
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            s.subscriber.as_ref().map(Subscriber::status);
+    }
+
+    /// What the control API shows of the pair.
+    pub fn view(&self) -> Arc<PairStatus> {
+        Arc::clone(&self.view)
+    }
+
+    /// Stop: priority 0 first (the peer takes over at once), then sync.
+    pub async fn shutdown(&mut self) {
+        self.vrrp.handle().shutdown().await;
+        if let Some(s) = &mut self.sync {
+            s.server.set_serving(false);
+            if let Some(sub) = s.subscriber.take() {
+                sub.shutdown().await;
+            }
+        }
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the driver owns the clock
+async fn start_sync(
+    cfg: &SyncConfig,
+    instances: &[VrrpInstanceConfig],
+    state: &Arc<ControlState>,
+    hook: &Arc<SyncHook>,
+    clock: Clock,
+) -> anyhow::Result<SyncRuntime> {
+    let tls = read_tls(cfg)?;
+    let node = NodeInfo {
+        node_id: state.node.clone(),
+        node_name: state.node.clone(),
+        cluster_id: cfg.cluster.clone(),
+        vrids: {
+            let mut v: Vec<u32> = instances.iter().map(|i| u32::from(i.vrid)).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        },
+    };
+    let source = Arc::new(TableSource {
+        state: Arc::clone(state),
+        clock,
+    });
+    let (server, publisher) = SyncServer::new(node.clone(), source, MasterConfig::default());
+    server.set_master_hint(cfg.peer.to_string());
+    hook.attach(publisher);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("sync: cannot listen on {}", cfg.listen))?;
+    let serving = server.clone();
+    let tls_serve = tls.clone();
+    tokio::spawn(async move {
+        if let Err(e) = serving
+            .serve(listener, tls_serve.as_ref(), std::future::pending())
+            .await
+        {
+            tracing::error!("sync server stopped: {e}");
+        }
+    });
+    let mut rt = SyncRuntime {
+        cfg: cfg.clone(),
+        node,
+        tls,
+        server,
+        sink: Arc::new(TableSink::new(Arc::clone(state), clock)),
+        subscriber: None,
+        released: false,
+        last_beat: None,
+        last_refresh: Instant::now(),
+    };
+    rt.subscriber = Some(subscribe(&rt));
+    Ok(rt)
+}
+
+fn subscribe(s: &SyncRuntime) -> Subscriber {
+    let mut cfg = SubscriberConfig::new(s.cfg.peer.to_string());
+    cfg.tls = s.tls.clone();
+    cfg.tls_server_name = s.tls.as_ref().map(|_| s.cfg.peer.ip().to_string());
+    Subscriber::spawn(s.node.clone(), cfg, s.sink.clone())
+}
+
+impl PairView for PairStatus {
+    fn vrrp_instances(&self) -> Vec<ctl::VrrpInstanceStatus> {
+        self.vrrp.instances()
+    }
+
+    fn sync_status(&self) -> Option<ctl::SyncStatus> {
+        let server = self.server.as_ref()?;
+        let peer = self.peer.clone().unwrap_or_default();
+        let m = server.status();
+        if m.serving {
+            let sub = m.subscribers.first();
+            return Some(ctl::SyncStatus {
+                role: ctl::SyncRole::Master as i32,
+                protocol_version: sub.map_or(0, |s| s.protocol_version),
+                peer_node_id: sub.map(|s| s.node_id.clone()).unwrap_or_default(),
+                peer_address: peer,
+                connected: sub.is_some(),
+                epoch: m.epoch,
+                last_sequence: m.last_sequence,
+                acked_sequence: sub.map_or(0, |s| s.acked_sequence),
+                entries_behind: sub.map_or(0, |s| s.entries_behind),
+                ms_behind: sub.map_or(0, |s| s.ms_behind),
+                snapshots: sub.map_or(0, |s| s.snapshots_sent),
+                last_snapshot_entries: sub.map_or(0, |s| s.last_snapshot_entries),
+                last_snapshot_bytes: sub.map_or(0, |s| s.last_snapshot_bytes),
+                last_snapshot_duration_ms: sub
+                    .and_then(|s| s.last_snapshot_duration)
+                    .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+                deltas_sent: sub.map_or(0, |s| s.events_sent),
+                batches: sub.map_or(0, |s| s.batches_sent),
+                bytes: sub.map_or(0, |s| s.bytes_sent),
+                heartbeat_age_ms: sub.map_or(0, |s| {
+                    u32::try_from(s.heard_age.as_millis()).unwrap_or(u32::MAX)
+                }),
+                ..Default::default()
+            });
+        }
+        let guard = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = guard.as_ref();
+        Some(ctl::SyncStatus {
+            role: ctl::SyncRole::Subscriber as i32,
+            protocol_version: s.map_or(0, |s| s.protocol_version),
+            peer_node_id: s.map(|s| s.master_node_id.clone()).unwrap_or_default(),
+            peer_address: peer,
+            connected: s.is_some_and(|s| s.connected),
+            epoch: s.map_or(0, |s| s.epoch),
+            last_sequence: s.map_or(0, |s| s.master_last_sequence),
+            acked_sequence: s.map_or(0, |s| s.applied_sequence),
+            entries_behind: s.map_or(0, |s| s.entries_behind),
+            ms_behind: s.map_or(0, |s| s.ms_behind),
+            snapshots: s.map_or(0, |s| s.snapshots_applied),
+            last_snapshot_entries: s
+                .and_then(|s| s.last_snapshot.as_ref())
+                .map_or(0, |l| l.entries),
+            last_snapshot_duration_ms: s.and_then(|s| s.last_snapshot.as_ref()).map_or(0, |l| {
+                u32::try_from(l.duration.as_millis()).unwrap_or(u32::MAX)
+            }),
+            reconnects: s.map_or(0, |s| s.reconnects),
+            heartbeat_age_ms: s
+                .and_then(|s| s.last_heartbeat_age)
+                .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+            last_error: s.and_then(|s| s.last_error.clone()).unwrap_or_default(),
+            ..Default::default()
+        })
+    }
+}
