@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod dest;
 pub mod forward;
+pub mod health;
 pub mod io;
 pub mod realserver;
 pub mod sched;
