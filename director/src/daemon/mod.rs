@@ -33,6 +33,7 @@ use crate::config::{Config, TimeoutSettings};
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
+use crate::health::HealthPlan;
 use crate::io::{Filter, if_info};
 use crate::service_table::ServiceSpec;
 use crate::types::ForwardMethod;
@@ -67,6 +68,8 @@ pub struct DaemonPlan {
     pub ifaces: Vec<IfacePlan>,
     /// Virtual services.
     pub specs: Vec<ServiceSpec>,
+    /// Their health checks, sorry servers and quorums.
+    pub health: HealthPlan,
     /// `ipvsadm --set tcp tcpfin udp`; unset keeps IPVS's default.
     pub timeouts: TimeoutSettings,
     /// Worker threads per data interface.
@@ -97,6 +100,7 @@ impl DaemonPlan {
                 })
                 .collect(),
             specs: c.service_specs(),
+            health: c.health_plan().clone(),
             timeouts: *c.timeouts(),
             workers: d.workers,
             max_connections: d.max_connections,
@@ -361,20 +365,23 @@ pub fn answer_sets(ifaces: &[IfacePlan], routes: &Routes, specs: &[ServiceSpec])
 }
 
 impl Running {
-    /// After a configuration change (reload or control API edit), rebuild
-    /// the workers' filter and what each interface answers and resolves.
-    /// Cheap when nothing changed.
-    pub fn refresh(&mut self) -> anyhow::Result<()> {
+    /// After a configuration change (reload, control API edit, health
+    /// verdict), rebuild the workers' filter and what each interface
+    /// answers and resolves, from `specs`: every service with every real
+    /// server it may use (configured ones and sorry servers, so that a
+    /// server coming back or a sorry server taking over finds its
+    /// neighbour resolved and its replies let in). Cheap when the service
+    /// table did not change.
+    pub fn refresh(&mut self, specs: &[ServiceSpec]) -> anyhow::Result<()> {
         let table = self.dp.services();
         if table.version() == self.seen_version {
             return Ok(());
         }
-        let specs = table.specs();
-        self.filter.set(worker_filter(&specs)?);
+        self.filter.set(worker_filter(specs)?);
         for (slot, set) in
             self.answers
                 .iter()
-                .zip(answer_sets(&self.plan_ifaces, &self.routes, &specs))
+                .zip(answer_sets(&self.plan_ifaces, &self.routes, specs))
         {
             if **slot.load() != set {
                 slot.store(Arc::new(set));
