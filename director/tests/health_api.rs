@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use director::api::{self, ControlState};
 use director::dataplane::{Dataplane, DataplaneConfig};
 use director::forward::MacAddr;
-use director::health::{CheckSpec, HealthPlan, Monitor, OnFailure, Probe, ServiceHealth, Timing};
+use director::health::{
+    CheckSpec, CommandLine, HealthPlan, Monitor, OnFailure, Probe, ServiceHealth, Timing,
+};
 use director::sched::{SchedOptions, SchedulerKind};
 use director::{DestSpec, ForwardMethod, Millis, Protocol, ServiceKey, ServiceSpec};
 use lb_proto::common as pb;
@@ -42,7 +44,15 @@ fn nat(addr: SocketAddr, weight: i32) -> DestSpec {
     }
 }
 
-fn plan(sorry: SocketAddr) -> HealthPlan {
+/// `echo "$@" >> log`: a command that records its arguments.
+fn record(log: &std::path::Path) -> Option<CommandLine> {
+    Some(CommandLine::shell(&format!(
+        "echo \"$@\" >> {}",
+        log.display()
+    )))
+}
+
+fn plan(sorry: SocketAddr, logs: &std::path::Path) -> HealthPlan {
     let check = CheckSpec {
         probe: Probe::Tcp,
         port: None,
@@ -54,8 +64,8 @@ fn plan(sorry: SocketAddr) -> HealthPlan {
             rise: 1,
         },
         on_failure: OnFailure::Quiesce,
-        notify_up: None,
-        notify_down: None,
+        notify_up: record(&logs.join("notify.log")),
+        notify_down: record(&logs.join("notify.log")),
     };
     let mut p = HealthPlan::none();
     p.services.insert(
@@ -64,6 +74,8 @@ fn plan(sorry: SocketAddr) -> HealthPlan {
             check: Some(Arc::new(check)),
             sorry_server: Some(nat(sorry, 1)),
             quorum: 1,
+            quorum_up: record(&logs.join("quorum.log")),
+            quorum_down: record(&logs.join("quorum.log")),
             ..ServiceHealth::default()
         },
     );
@@ -140,6 +152,8 @@ async fn verdicts_move_effective_weights_never_configured_ones() {
     let a = la.local_addr().unwrap();
     let b = lb.local_addr().unwrap();
     let sorry: SocketAddr = "127.0.0.3:8080".parse().unwrap();
+    let logs = std::env::temp_dir().join(format!("health-api-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).unwrap();
     let specs = vec![ServiceSpec {
         key: key(),
         scheduler: SchedulerKind::Wrr,
@@ -156,7 +170,7 @@ async fn verdicts_move_effective_weights_never_configured_ones() {
     let clock: api::Clock = Arc::new(move || Millis(start.elapsed().as_millis() as u64));
     let state = Arc::new(
         ControlState::new("a", Arc::clone(&dp), specs.clone(), clock)
-            .with_health(plan(sorry))
+            .with_health(plan(sorry, &logs))
             .unwrap(),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -273,6 +287,27 @@ async fn verdicts_move_effective_weights_never_configured_ones() {
         counters.checks > 0 && counters.failures >= 4 && counters.went_down >= 2,
         "{counters:?}"
     );
+
+    // The notify and quorum commands ran with their arguments.
+    let want_notify = [
+        format!("{a} tcp/10.0.0.100:80 up"),
+        format!("{a} tcp/10.0.0.100:80 down"),
+        format!("{b} tcp/10.0.0.100:80 down"),
+    ];
+    let want_quorum = ["tcp/10.0.0.100:80 down", "tcp/10.0.0.100:80 up"];
+    let t0 = Instant::now();
+    loop {
+        let notify = std::fs::read_to_string(logs.join("notify.log")).unwrap_or_default();
+        let quorum = std::fs::read_to_string(logs.join("quorum.log")).unwrap_or_default();
+        let done = want_notify.iter().all(|w| notify.lines().any(|l| l == w))
+            && quorum.lines().collect::<Vec<_>>() == want_quorum;
+        if done {
+            break;
+        }
+        assert!(t0.elapsed() < LIMIT, "notify:\n{notify}\nquorum:\n{quorum}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_dir_all(&logs);
 
     let _ = stop_tx.send(());
     monitor.await.unwrap();
