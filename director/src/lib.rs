@@ -9,7 +9,10 @@
 //! verdicts and counters. That keeps every behaviour testable exactly and
 //! fast. Sockets live in [`io`] (AF_PACKET, the only module allowed
 //! `unsafe`) and system set-up in [`realserver`] (the `dirctl realserver`
-//! helper for DR and TUN real servers).
+//! helper for DR and TUN real servers). Health checks ([`health`]) follow
+//! the same split: their fall/rise and quorum state machines and the
+//! configured-to-effective weight overlay are pure; the probes and the
+//! tokio monitor around them do the I/O.
 
 #![deny(unsafe_code)]
 
@@ -22,6 +25,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod dest;
 pub mod forward;
+pub mod health;
 pub mod io;
 pub mod realserver;
 pub mod sched;

@@ -58,6 +58,41 @@ fn config_every_example_loads_and_its_services_build_a_table() {
 }
 
 #[test]
+fn config_examples_have_health_checks() {
+    use director::health::Probe;
+    let c = load("dr.toml");
+    let web = service(&c.service_specs(), Protocol::Tcp, "10.11.0.100:80").key;
+    let h = c
+        .health_plan()
+        .service(&web)
+        .expect("dr web has health checks");
+    assert!(matches!(h.check.as_ref().unwrap().probe, Probe::Http(_)));
+    assert_eq!(h.sorry_server.unwrap().addr, sock("10.12.0.99:80"));
+    assert_eq!(h.check_for(sock("10.12.0.12:80")).unwrap().port, Some(8080));
+    let c = load("tun.toml");
+    let tls = service(&c.service_specs(), Protocol::Tcp, "10.11.0.100:443").key;
+    let h = c.health_plan().service(&tls).unwrap();
+    assert!(matches!(
+        h.check_for(sock("10.22.0.12:443")).unwrap().probe,
+        Probe::Command(_)
+    ));
+    let c = load("nat.toml");
+    let dns = service(&c.service_specs(), Protocol::Udp, "10.11.0.100:53").key;
+    let Probe::Udp(u) = &c
+        .health_plan()
+        .service(&dns)
+        .unwrap()
+        .check
+        .as_ref()
+        .unwrap()
+        .probe
+    else {
+        panic!("udp check")
+    };
+    assert_eq!(u.payload.len(), 17);
+}
+
+#[test]
 fn config_dr_example() {
     let c = load("dr.toml");
     assert_eq!(c.node().name, "director-a");

@@ -9,6 +9,8 @@
 //! - `/client` → `"<client addr>:<port> <server addr>:<port>\n"` (what the
 //!   server saw: shows whether the client address survived DR/TUN/NAT),
 //! - `/big.bin` → a deterministic payload of N MiB with a known sha256,
+//! - `/health` → 200 `ok`, or 500 while [`HttpServer::fail_health`] is on
+//!   (a health-check path that can fail while the server serves on),
 //!
 //! and adds `X-Real-Server: <name>` to every response.
 
@@ -118,6 +120,22 @@ impl HttpServer {
         &mut self.child
     }
 
+    /// Make `/health` answer 500 (`true`) or 200 (`false`), at once and
+    /// without touching connections in progress.
+    pub fn fail_health(&self, failing: bool) -> Result<()> {
+        let flag = self.dir.join("health-fail");
+        if failing {
+            fs::write(&flag, b"").context("writing the health-fail flag")
+        } else {
+            match fs::remove_file(&flag) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).context("removing the health-fail flag")
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+
     /// Stops the server now (also done on drop).
     pub fn stop(&mut self) {
         self.child.kill();
@@ -163,6 +181,13 @@ http {{
         location = /client {{
             default_type text/plain;
             return 200 "$remote_addr:$remote_port $server_addr:$server_port\n";
+        }}
+        location = /health {{
+            default_type text/plain;
+            if (-f {d}/health-fail) {{
+                return 500 "failing\n";
+            }}
+            return 200 "ok\n";
         }}
     }}
 }}
@@ -483,5 +508,6 @@ mod tests {
         assert!(conf.contains("listen 10.0.0.1:80;"));
         assert!(conf.contains("return 200 \"rs1\\n\";"));
         assert!(conf.contains("pid /tmp/x/nginx.pid;"));
+        assert!(conf.contains("if (-f /tmp/x/health-fail)"));
     }
 }

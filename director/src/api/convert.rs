@@ -5,7 +5,7 @@
 //! Wire → core is strict: a malformed address, a port above 65535, an
 //! unknown enum value or scheduler is INVALID_ARGUMENT; a well-formed
 //! request for something this director cannot do yet (firewall marks,
-//! IPv6, one-packet scheduling, health checks, GUE/GRE tunnels) is
+//! IPv6, one-packet scheduling, health checks set over the API, GUE/GRE tunnels) is
 //! UNIMPLEMENTED, so that nothing is silently ignored.
 
 use std::net::{IpAddr, SocketAddr};
@@ -156,7 +156,8 @@ fn health_check_unsupported(hc: Option<&pb::HealthCheckSpec>) -> Result<(), Stat
     match hc.map(|h| pb::HealthCheckType::try_from(h.r#type)) {
         None | Some(Ok(pb::HealthCheckType::Unspecified | pb::HealthCheckType::None)) => Ok(()),
         Some(_) => Err(Status::unimplemented(
-            "health checks are not supported by this director yet",
+            "health checks cannot be set over the control API yet; configure them in \
+             directord's configuration file ([service.health_check]) and reload",
         )),
     }
 }

@@ -9,6 +9,12 @@
 //! dataplane took it: a refused request leaves both exactly as they were.
 //! The configuration version is the dataplane's service-table version.
 //!
+//! Health checks never edit the configured services: their verdicts are an
+//! [`Overlay`] kept beside them, and what the dataplane runs is the
+//! configuration with the overlay applied ([`Overlay::effective`]). So the
+//! configured weight is the operator's intent, whatever the checks say,
+//! and the effective weight is what the schedulers use.
+//!
 //! [`ControlService`] implements the RPCs over a shared state; the ones not
 //! implemented yet answer UNIMPLEMENTED with a sentence naming them. [`serve`]
 //! and [`serve_listener`] run it on a tonic server until a shutdown future
@@ -25,11 +31,15 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::dataplane::Dataplane;
+use crate::health::apply::Verdict;
+use crate::health::{HealthPlan, HealthRegistry, Overlay};
+use crate::service::ServiceKey;
 use crate::service_table::{ServiceSpec, SpecError};
 use crate::time::Millis;
 
 mod conns;
 pub mod convert;
+pub mod health;
 mod service;
 
 pub use conns::DEFAULT_PAGE_SIZE;
@@ -50,21 +60,39 @@ pub trait PairView: Send + Sync + fmt::Debug {
     }
 }
 
-/// What the control service works on: the node's name, its dataplane and
-/// the configured services.
+/// What the control service works on: the node's name, its dataplane,
+/// the configured services and what the health checks say about them.
 pub struct ControlState {
     /// Configured node name (`NodeStatus.node_name`).
     pub node: String,
     /// The running dataplane.
     pub dp: Arc<Dataplane>,
-    /// The configured services: the source of truth edits start from.
-    specs: Mutex<Vec<ServiceSpec>>,
+    /// The configured services, the health plan and the verdicts.
+    inner: Mutex<Configured>,
     /// The daemon's clock in Millis (the dataplane reads no clock).
     clock: Clock,
     /// The clock when the state was made (uptime reference).
     started: Millis,
     /// VRRP (and sync) status, once the daemon runs them.
     pair: std::sync::OnceLock<Arc<dyn PairView>>,
+    /// Every checked server's state and the health counters.
+    pub health: Arc<HealthRegistry>,
+    /// Bumped after every change of the configuration (edit, reload), so
+    /// the health monitor follows it.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// The configuration and the verdicts laid over it, changed together.
+#[derive(Debug, Default)]
+struct Configured {
+    /// The configured services: the source of truth edits start from.
+    specs: Vec<ServiceSpec>,
+    /// Checks, sorry servers and quorums.
+    plan: HealthPlan,
+    /// What the checks say.
+    overlay: Overlay,
+    /// Quorum changes not yet acted on (commands, logs).
+    quorum_changes: Vec<(ServiceKey, bool)>,
 }
 
 impl fmt::Debug for ControlState {
@@ -72,7 +100,7 @@ impl fmt::Debug for ControlState {
         f.debug_struct("ControlState")
             .field("node", &self.node)
             .field("dp", &self.dp)
-            .field("services", &self.lock().len())
+            .field("services", &self.lock().specs.len())
             .field("started", &self.started)
             .finish_non_exhaustive()
     }
@@ -82,7 +110,7 @@ impl ControlState {
     /// The state of a node whose dataplane already runs `initial_specs`
     /// (the daemon applies its configuration file before it serves the
     /// API). `clock` is the daemon's monotonic clock; uptime counts from
-    /// this call.
+    /// this call. No health checks: see [`ControlState::with_health`].
     pub fn new(
         node: impl Into<String>,
         dp: Arc<Dataplane>,
@@ -93,9 +121,14 @@ impl ControlState {
         ControlState {
             node: node.into(),
             dp,
-            specs: Mutex::new(initial_specs),
+            inner: Mutex::new(Configured {
+                specs: initial_specs,
+                ..Configured::default()
+            }),
             clock,
             started,
+            health: Arc::new(HealthRegistry::default()),
+            changes: tokio::sync::watch::Sender::new(0),
             pair: std::sync::OnceLock::new(),
         }
     }
@@ -110,22 +143,193 @@ impl ControlState {
         self.pair.get()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ServiceSpec>> {
-        self.specs.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Add the health configuration (checks, sorry servers, quorums) and
+    /// apply what it implies at once (a service without the weight for
+    /// its quorum starts on its sorry server). Every server is UNKNOWN,
+    /// treated as up, until its checks conclude.
+    pub fn with_health(self, plan: HealthPlan) -> Result<ControlState, SpecError> {
+        {
+            let mut cur = self.lock();
+            cur.plan = plan;
+            self.publish(&mut cur)?;
+        }
+        Ok(self)
     }
 
-    /// The configured services, in configuration order.
-    pub fn specs(&self) -> Vec<ServiceSpec> {
-        self.lock().clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Configured> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replace every service at once (the daemon's SIGHUP reload), all or
-    /// nothing. Returns the new configuration version.
-    pub fn replace_specs(&self, specs: Vec<ServiceSpec>) -> Result<u64, SpecError> {
-        let mut cur = self.lock();
-        let version = self.dp.apply(&specs)?;
-        *cur = specs;
+    /// Apply the configuration with the verdicts laid over it.
+    fn publish(&self, cur: &mut Configured) -> Result<u64, SpecError> {
+        let mut overlay = cur.overlay.clone();
+        overlay.retain_configured(&cur.specs, &cur.plan);
+        let changes = overlay.update_quorum(&cur.specs, &cur.plan);
+        let version = self.dp.apply(&overlay.effective(&cur.specs, &cur.plan))?;
+        cur.overlay = overlay;
+        cur.quorum_changes.extend(changes);
         Ok(version)
+    }
+
+    /// Check a configuration before applying it: each service alone, no
+    /// service twice, no real server that is also its service's sorry
+    /// server. (The effective specs the dataplane sees may hide a
+    /// configured weight behind a verdict; this checks the configuration
+    /// itself.)
+    fn check_configured(specs: &[ServiceSpec], plan: &HealthPlan) -> Result<(), tonic::Status> {
+        let mut keys = std::collections::HashSet::new();
+        for s in specs {
+            if !keys.insert(s.key) {
+                return Err(tonic::Status::invalid_argument(
+                    SpecError::DuplicateService {
+                        protocol: s.key.protocol,
+                        vip: s.key.vip,
+                    }
+                    .to_string(),
+                ));
+            }
+            s.validate()
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            if let Some(sorry) = plan.service(&s.key).and_then(|h| h.sorry_server)
+                && s.dests.iter().any(|d| d.addr == sorry.addr)
+            {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "real server {} is the sorry server of virtual service {} {}; \
+                     a sorry server cannot also be one of its real servers",
+                    sorry.addr, s.key.protocol, s.key.vip
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured services, in configuration order (configured
+    /// weights: the operator's intent).
+    pub fn specs(&self) -> Vec<ServiceSpec> {
+        self.lock().specs.clone()
+    }
+
+    /// The services as the dataplane runs them: configured, with the
+    /// health verdicts applied (effective weights, sorry servers), in
+    /// configuration order.
+    pub fn effective_specs(&self) -> Vec<ServiceSpec> {
+        let cur = self.lock();
+        cur.overlay.effective(&cur.specs, &cur.plan)
+    }
+
+    /// The configured services and the health plan, taken together.
+    pub fn health_config(&self) -> (Vec<ServiceSpec>, HealthPlan) {
+        let cur = self.lock();
+        (cur.specs.clone(), cur.plan.clone())
+    }
+
+    /// The health plan in force.
+    pub fn health_plan(&self) -> HealthPlan {
+        self.lock().plan.clone()
+    }
+
+    /// The verdict on `dest` of `key`, if a check concluded one.
+    pub fn verdict(&self, key: ServiceKey, dest: std::net::SocketAddr) -> Option<Verdict> {
+        self.lock().overlay.verdict(key, dest).copied()
+    }
+
+    /// Quorum state of `key`: (has quorum, weight up, sorry server in use).
+    pub fn quorum(&self, key: ServiceKey) -> Option<(bool, u64, bool)> {
+        let cur = self.lock();
+        let spec = cur.specs.iter().find(|s| s.key == key)?;
+        Some((
+            cur.overlay.quorum_up(key),
+            cur.overlay.weight_up(spec),
+            cur.overlay.sorry_active(key, &cur.plan),
+        ))
+    }
+
+    /// Every service with every address it may send to: the configured
+    /// real servers and the sorry servers (for the kernel filter and the
+    /// neighbours to keep resolved, so a sorry server taking over finds
+    /// everything ready).
+    pub fn routing_specs(&self) -> Vec<ServiceSpec> {
+        let cur = self.lock();
+        cur.specs
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                s.dests
+                    .extend(cur.plan.service(&s.key).and_then(|h| h.sorry_server));
+                s
+            })
+            .collect()
+    }
+
+    /// Record what a check concluded about `dest` of `key` and apply it.
+    pub fn set_verdict(
+        &self,
+        key: ServiceKey,
+        dest: std::net::SocketAddr,
+        verdict: Verdict,
+    ) -> Result<u64, SpecError> {
+        let mut cur = self.lock();
+        cur.overlay.set(key, dest, verdict);
+        self.publish(&mut cur)
+    }
+
+    /// Forget the verdicts on these servers (their checks stopped) and
+    /// apply the configuration as it then stands.
+    pub fn clear_verdicts(
+        &self,
+        servers: &[(ServiceKey, std::net::SocketAddr)],
+    ) -> Result<u64, SpecError> {
+        let mut cur = self.lock();
+        for (k, d) in servers {
+            cur.overlay.clear(*k, *d);
+        }
+        self.publish(&mut cur)
+    }
+
+    /// Quorum changes since the last call, oldest first.
+    pub fn take_quorum_changes(&self) -> Vec<(ServiceKey, bool)> {
+        std::mem::take(&mut self.lock().quorum_changes)
+    }
+
+    /// Told after every configuration change (edit, reload).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, version: u64) {
+        self.changes.send_replace(version);
+    }
+
+    /// Replace every service at once, all or nothing, keeping the health
+    /// plan. Returns the new configuration version.
+    pub fn replace_specs(&self, specs: Vec<ServiceSpec>) -> Result<u64, SpecError> {
+        let plan = self.health_plan();
+        self.replace_config(specs, plan)
+    }
+
+    /// Replace every service and the health plan at once (the daemon's
+    /// SIGHUP reload), all or nothing. Returns the new configuration
+    /// version.
+    pub fn replace_config(
+        &self,
+        specs: Vec<ServiceSpec>,
+        plan: HealthPlan,
+    ) -> Result<u64, SpecError> {
+        let mut cur = self.lock();
+        let old_specs = std::mem::replace(&mut cur.specs, specs);
+        let old_plan = std::mem::replace(&mut cur.plan, plan);
+        match self.publish(&mut cur) {
+            Ok(version) => {
+                drop(cur);
+                self.changed(version);
+                Ok(version)
+            }
+            Err(e) => {
+                cur.specs = old_specs;
+                cur.plan = old_plan;
+                Err(e)
+            }
+        }
     }
 
     /// Run `edit` on a copy of the specs; apply the result to the
@@ -137,23 +341,30 @@ impl ControlState {
         edit: impl FnOnce(&mut Vec<ServiceSpec>) -> Result<T, tonic::Status>,
     ) -> Result<(T, u64), tonic::Status> {
         let mut cur = self.lock();
-        let mut next = cur.clone();
+        let mut next = cur.specs.clone();
         let out = edit(&mut next)?;
-        let version = self
-            .dp
-            .apply(&next)
-            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-        *cur = next;
-        Ok((out, version))
+        Self::check_configured(&next, &cur.plan)?;
+        let old = std::mem::replace(&mut cur.specs, next);
+        match self.publish(&mut cur) {
+            Ok(version) => {
+                drop(cur);
+                self.changed(version);
+                Ok((out, version))
+            }
+            Err(e) => {
+                cur.specs = old;
+                Err(tonic::Status::invalid_argument(e.to_string()))
+            }
+        }
     }
 
     /// Publish a new configuration version without changing the services
     /// (after a change that lives outside the service table, such as the
     /// timeouts), with the specs locked so no edit interleaves.
     pub(crate) fn bump_version(&self, change: impl FnOnce()) -> Result<u64, SpecError> {
-        let cur = self.lock();
+        let mut cur = self.lock();
         change();
-        self.dp.apply(&cur)
+        self.publish(&mut cur)
     }
 
     /// The configuration version in force.

@@ -2,10 +2,16 @@
 //!
 //! Implemented: services (add, edit, delete, clear, get, list), real
 //! servers (add, edit, delete), counters, connections, timeouts and node
-//! status. Rates are not estimated yet (their fields read 0), and VRRP and
-//! sync status are empty. Every other RPC (save/restore, sync status,
-//! failover, which, watch, health) answers UNIMPLEMENTED with a sentence
+//! status, health. Rates are not estimated yet (their fields read 0), and
+//! VRRP and sync status are empty. Every other RPC (save/restore, sync
+//! status, failover, which, watch) answers UNIMPLEMENTED with a sentence
 //! naming it, until the daemon grows into it.
+//!
+//! Listings show the real servers the dataplane runs — the configured
+//! ones with their effective weights (0 while a health check holds one
+//! down, as ipvsadm shows it under keepalived), without those a check took
+//! out, and with the sorry server while it is in use; each entry's spec
+//! carries the configured weight.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,10 +76,13 @@ fn change(version: u64) -> Response<ctl::ConfigChange> {
     })
 }
 
-/// A service as listed: its configuration from the specs, its live
-/// figures from the running table.
+/// A service as listed: its configuration from the specs, its real
+/// servers as the dataplane runs them (`eff`), its live figures from the
+/// running table.
 fn service_info(
+    state: &ControlState,
     spec: &ServiceSpec,
+    eff: Option<&ServiceSpec>,
     live: Option<&Arc<Service>>,
     opts: &ctl::ListOptions,
 ) -> ctl::ServiceInfo {
@@ -90,7 +99,10 @@ fn service_info(
         // The rate estimator is not implemented yet.
         info.rates = Some(pb::Rates::default());
     }
-    for d in &spec.dests {
+    let unix_now = unix_now_ms();
+    for e in eff.map_or(&[][..], |s| &s.dests[..]) {
+        // The configured spec (configured weight), or the sorry server's.
+        let d = spec.dests.iter().find(|d| d.addr == e.addr).unwrap_or(e);
         let dest = live.and_then(|s| s.dest(d.addr));
         let active = dest.map_or(0, |d| d.active_conns());
         let inactive = dest.map_or(0, |d| d.inactive_conns());
@@ -101,18 +113,21 @@ fn service_info(
         if !opts.include_real_servers {
             continue;
         }
+        let effective = u32::try_from(e.weight.max(0)).unwrap_or(0);
         info.real_servers.push(ctl::RealServerInfo {
             spec: Some(to_dest_spec(d)),
             active_conns: active,
             inactive_conns: inactive,
             persistent_conns: persist,
             overloaded: dest.is_some_and(|d| d.is_overloaded()),
-            effective_weight: dest.map_or(0, |d| u32::try_from(d.weight().max(0)).unwrap_or(0)),
+            effective_weight: effective,
             stats: opts
                 .include_stats
                 .then(|| to_stats(dest.map(|d| d.stats.snapshot()).unwrap_or_default())),
             rates: opts.include_rates.then(pb::Rates::default),
-            health: None,
+            health: opts.include_health.then(|| {
+                super::health::real_server_health(state, spec.key, d, effective, unix_now)
+            }),
         });
     }
     info
@@ -222,9 +237,12 @@ impl Control for ControlService {
         let opts = req.options.unwrap_or_default();
         let specs = self.state.specs();
         let spec = specs.iter().find(|s| s.key == key).ok_or_else(no_service)?;
+        let effective = self.state.effective_specs();
         let table = self.state.dp.services();
         Ok(Response::new(service_info(
+            &self.state,
             spec,
+            effective.iter().find(|e| e.key == key),
             table.get(key.protocol, key.vip),
             &opts,
         )))
@@ -237,10 +255,19 @@ impl Control for ControlService {
         let opts = request.into_inner().options.unwrap_or_default();
         let mut specs = self.state.specs();
         specs.sort_by_key(|s| s.key);
+        let effective = self.state.effective_specs();
         let table = self.state.dp.services();
         let services = specs
             .iter()
-            .map(|s| service_info(s, table.get(s.key.protocol, s.key.vip), &opts))
+            .map(|s| {
+                service_info(
+                    &self.state,
+                    s,
+                    effective.iter().find(|e| e.key == s.key),
+                    table.get(s.key.protocol, s.key.vip),
+                    &opts,
+                )
+            })
             .collect();
         Ok(Response::new(ctl::ListServicesResponse {
             services,
@@ -500,8 +527,8 @@ impl Control for ControlService {
 
     async fn get_health(
         &self,
-        _request: Request<ctl::GetHealthRequest>,
+        request: Request<ctl::GetHealthRequest>,
     ) -> Result<Response<ctl::GetHealthResponse>, Status> {
-        Err(not_yet("GetHealth"))
+        super::health::get_health(&self.state, request.get_ref(), unix_now_ms()).map(Response::new)
     }
 }

@@ -4,6 +4,9 @@
 //!   sent over gRPC to the director's control API at `--server ADDR`, else
 //!   `$DIRCTL_SERVER`, else 127.0.0.1:7400; parsing and listing layouts
 //!   live in [`director::cli`].
+//! - `dirctl health [-t|-u VIP:PORT] [-r RIP]`: the health checks' view of
+//!   every real server (state, effective/configured weight, checker, since
+//!   when, last failure) and of each service (quorum, sorry server).
 //! - `dirctl realserver ...`: set up, check and undo an LVS real server,
 //!   and run the userspace IPIP decapsulator.
 //! - `dirctl status`: this node's VRRP state, role and connection counts.
@@ -166,6 +169,13 @@ struct DecapArgs {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
+        let args = std::env::args_os()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return director::cli::client::health_main(args);
+    }
     // Everything but the `realserver` subcommand is ipvsadm syntax.
     if std::env::args_os()
         .nth(1)

@@ -8,8 +8,8 @@
 //! `--standby`, USR1 makes the node active and USR2 standby.
 //!
 //! Signals, as operators of keepalived expect: HUP reloads the services
-//! from the configuration file (refused whole if it is wrong, the running
-//! table kept), TERM and INT stop.
+//! and their health checks from the configuration file (refused whole if
+//! it is wrong, the running table kept), TERM and INT stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ use director::api::{self, ControlState};
 use director::config::Config;
 use director::daemon::pair::Pair;
 use director::daemon::{self, DaemonPlan, RunOptions};
+use director::health::{self, Monitor};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Connection-table entries examined per expiry tick (every 100 ms): a
@@ -92,8 +93,21 @@ fn print_plan(plan: &DaemonPlan) {
     }
     for s in &plan.specs {
         println!("service {} {} {}", s.key.protocol, s.key.vip, s.scheduler);
+        let h = plan.health.service(&s.key);
         for d in &s.dests {
-            println!("  -> {} {} weight {}", d.addr, d.method, d.weight);
+            let check = h
+                .and_then(|h| h.check_for(d.addr))
+                .map(|c| format!(" check {}", c.describe()))
+                .unwrap_or_default();
+            println!("  -> {} {} weight {}{check}", d.addr, d.method, d.weight);
+        }
+        if let Some(h) = h {
+            if let Some(sorry) = h.sorry_server {
+                println!("  sorry server {} {}", sorry.addr, sorry.method);
+            }
+            if h.quorum != 1 || h.hysteresis != 0 {
+                println!("  quorum {} hysteresis {}", h.quorum, h.hysteresis);
+            }
         }
     }
 }
@@ -106,12 +120,16 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
     let mut running = daemon::start(plan, &opts)?;
     let dp = Arc::clone(&running.dp);
     let clock = running.clock;
-    let state = Arc::new(ControlState::new(
-        plan.node.clone(),
-        Arc::clone(&dp),
-        plan.specs.clone(),
-        clock.as_fn(),
-    ));
+    let state = Arc::new(
+        ControlState::new(
+            plan.node.clone(),
+            Arc::clone(&dp),
+            plan.specs.clone(),
+            clock.as_fn(),
+        )
+        .with_health(plan.health.clone())
+        .context("virtual services with their health state")?,
+    );
     println!(
         "directord {}: {} service(s) on {}, control API on {}, {}",
         plan.node,
@@ -140,6 +158,12 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         let mut server = tokio::spawn(api::serve(args.control, Arc::clone(&state), async {
             let _ = stop_rx.await;
         }));
+        let (monitor_stop, monitor_rx) = tokio::sync::oneshot::channel::<()>();
+        let monitor = tokio::spawn(
+            Monitor::new(Arc::clone(&state), health::DEFAULT_MAX_IN_FLIGHT).run(async {
+                let _ = monitor_rx.await;
+            }),
+        );
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -185,7 +209,7 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
                     if let Some(pair) = &mut pair {
                         pair.tick(&dp).await;
                     }
-                    if let Err(e) = running.refresh() {
+                    if let Err(e) = running.refresh(&state.routing_specs()) {
                         eprintln!("directord: {e:#}");
                     }
                 }
@@ -205,6 +229,8 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
             running.set_owned(Default::default());
         }
         let _ = stop_tx.send(());
+        let _ = monitor_stop.send(());
+        let _ = monitor.await;
         outcome
     });
     println!(
@@ -243,7 +269,7 @@ fn reload(path: &PathBuf, state: &ControlState) {
             return;
         }
     };
-    match state.replace_specs(config.service_specs()) {
+    match state.replace_config(config.service_specs(), config.health_plan().clone()) {
         Ok(version) => {
             config.timeouts().apply(state.dp.conns().timeouts());
             println!(

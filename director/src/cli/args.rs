@@ -772,6 +772,7 @@ Usage:
   dirctl -L|l --timeout
   dirctl -Z [-t|u service-address]
   dirctl --set tcp tcpfin udp
+  dirctl health [-t|u service-address] [-r server-address] [-n]
   dirctl realserver setup|check|undo|decap ...   (see dirctl realserver --help)
   dirctl -h
 

@@ -292,6 +292,114 @@ pub async fn execute(
     Ok(())
 }
 
+/// What `dirctl health` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthArgs {
+    /// `--server ADDR`.
+    pub server: Option<String>,
+    /// `-t|-u VIP:PORT`: one service.
+    pub service: Option<ServiceArg>,
+    /// `-r RIP[:PORT]`: one real server (port 0 = any).
+    pub real_server: Option<std::net::SocketAddr>,
+}
+
+/// Parse `dirctl health` arguments (after `health`).
+pub fn parse_health(argv: &[String]) -> Result<HealthArgs, args::ArgError> {
+    let mut out = HealthArgs::default();
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| args::ArgError(format!("option '{what}' needs a value")))
+        };
+        match a.as_str() {
+            "-n" | "--numeric" => {}
+            "--server" => out.server = Some(value(a)?),
+            "-t" | "--tcp-service" | "-u" | "--udp-service" => {
+                let protocol = if a.starts_with("-t") || a == "--tcp-service" {
+                    crate::types::Protocol::Tcp
+                } else {
+                    crate::types::Protocol::Udp
+                };
+                let vip = args::parse_addr("service address", &value(a)?)?;
+                out.service = Some(ServiceArg { protocol, vip });
+            }
+            "-r" | "--real-server" => {
+                out.real_server = Some(args::parse_addr("server address", &value(a)?)?);
+            }
+            other => {
+                return Err(args::ArgError(format!(
+                    "unknown option '{other}' for health \
+                     (usage: dirctl health [-t|u service-address] [-r server-address])"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The wall clock, unix ms, for the ages `dirctl health` prints.
+#[allow(clippy::disallowed_methods)] // a CLI, not the core
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Run `dirctl health` against `server`.
+pub async fn health(h: &HealthArgs, server: &str, out: &mut dyn Write) -> Result<(), ClientError> {
+    let mut c = connect(server).await?;
+    let resp = c
+        .get_health(ctl::GetHealthRequest {
+            service: h.service.map(key),
+            real_server: h.real_server.map(endpoint),
+        })
+        .await
+        .map_err(|s| status_error(server, s))?
+        .into_inner();
+    out.write_all(format::health(&resp, unix_now_ms()).as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn server_address(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var(SERVER_ENV).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned())
+}
+
+/// `dirctl health ...` (the arguments after `health`).
+pub fn health_main(argv: Vec<String>) -> ExitCode {
+    let h = match parse_health(&argv) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("dirctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = server_address(h.server.clone());
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dirctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    match rt.block_on(health(&h, &server, &mut stdout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ClientError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dirctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `dirctl` with ipvsadm arguments (without the program name).
 pub fn main(argv: Vec<String>) -> ExitCode {
     let inv: Invocation = match args::parse(&argv) {
@@ -313,11 +421,7 @@ pub fn main(argv: Vec<String>) -> ExitCode {
         }
         _ => {}
     }
-    let server = inv
-        .server
-        .clone()
-        .or_else(|| std::env::var(SERVER_ENV).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let server = server_address(inv.server.clone());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

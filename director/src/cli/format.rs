@@ -148,6 +148,95 @@ pub fn title(fmt: ListFormat) -> String {
     }
 }
 
+/// `12s`, `3m05s`, `2h10m`, `4d3h`: an age in a listing.
+pub fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{}.{}s", s, (ms % 1000) / 100),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn health_state(s: i32) -> &'static str {
+    match ctl::HealthState::try_from(s) {
+        Ok(ctl::HealthState::Up) => "UP",
+        Ok(ctl::HealthState::Down) => "DOWN",
+        Ok(ctl::HealthState::Unknown) => "UNKNOWN",
+        Ok(ctl::HealthState::Unchecked) => "UNCHECKED",
+        _ => "?",
+    }
+}
+
+/// `dirctl health`: one line per real server — service, real server,
+/// state, effective/configured weight, checker, time in this state, and
+/// the last failure with its age — then one per service with health
+/// configuration (quorum, sorry server). `now_unix_ms` is the reader's
+/// clock, for the ages.
+pub fn health(resp: &ctl::GetHealthResponse, now_unix_ms: u64) -> String {
+    let ago = |t: u64| {
+        if t == 0 {
+            "-".to_string()
+        } else {
+            age(now_unix_ms.saturating_sub(t))
+        }
+    };
+    let mut out = format!(
+        "{:<24} {:<22} {:<9} {:<11} {:<24} {:<8} {}\n",
+        "Service", "RealServer", "State", "Weight", "Checker", "Since", "LastFailure"
+    );
+    for e in &resp.entries {
+        let h = e.health.clone().unwrap_or_default();
+        let failure = if h.last_failure_reason.is_empty() {
+            "-".to_string()
+        } else {
+            format!(
+                "{} ({} ago)",
+                h.last_failure_reason,
+                ago(h.last_failure_unix_ms)
+            )
+        };
+        let mut checker = h.checker.clone();
+        truncate(&mut checker, 24);
+        let _ = writeln!(
+            out,
+            "{:<24} {:<22} {:<9} {:<11} {:<24} {:<8} {}",
+            service_name(e.service.as_ref()),
+            addr_port(e.real_server.as_ref()),
+            health_state(h.state),
+            format!("{}/{}", h.effective_weight, h.configured_weight),
+            checker,
+            ago(h.state_since_unix_ms),
+            failure
+        );
+    }
+    for s in &resp.services {
+        let sorry = match &s.sorry_server {
+            Some(ep) => format!(
+                ", sorry server {}{}",
+                addr_port(Some(ep)),
+                if s.sorry_server_active {
+                    " IN USE"
+                } else {
+                    " standing by"
+                }
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{}: quorum {} (weight up {}, quorum {}, hysteresis {}){sorry}",
+            service_name(s.service.as_ref()),
+            if s.quorum_up { "up" } else { "DOWN" },
+            s.weight_up,
+            s.quorum,
+            s.hysteresis
+        );
+    }
+    out
+}
+
 /// One service and its real servers (sorted by address, then port).
 pub fn service_entry(out: &mut String, svc: &ctl::ServiceInfo, fmt: ListFormat) {
     let default_spec = pb::ServiceSpec::default();
@@ -200,7 +289,9 @@ pub fn service_entry(out: &mut String, svc: &ctl::ServiceInfo, fmt: ListFormat) 
                 out,
                 "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
                 method_name(rs.method),
-                rs.weight.unwrap_or(1),
+                // What the schedulers use: 0 while a health check holds
+                // the server down (as ipvsadm shows it under keepalived).
+                d.effective_weight,
                 d.active_conns,
                 d.inactive_conns
             );
@@ -330,6 +421,7 @@ mod tests {
             }),
             active_conns: a,
             inactive_conns: i,
+            effective_weight: weight,
             stats: stats(u64::from(a + i) * 1_000),
             ..Default::default()
         }
@@ -544,6 +636,74 @@ TCP 00:09  CLOSE       [2001:db8::7]:40000 [2001:db8::10]:443 [2001:db8::21]:443
             udp_timeout_s: 300,
         };
         assert_eq!(timeouts(&t), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    }
+
+    #[test]
+    fn the_listing_shows_the_effective_weight() {
+        let mut svc = table().remove(0);
+        svc.real_servers[0].effective_weight = 0; // held down by its check
+        let text = list_one(&svc, ListFormat::default());
+        let line = text
+            .lines()
+            .find(|l| l.contains("->") && !l.contains("RemoteAddress"));
+        assert!(
+            line.unwrap().split_whitespace().nth(3) == Some("0"),
+            "weight 0 while down:\n{text}"
+        );
+    }
+
+    #[test]
+    fn health_listing() {
+        let resp = ctl::GetHealthResponse {
+            entries: vec![ctl::RealServerHealthEntry {
+                service: Some(pb::ServiceKey {
+                    protocol: pb::Protocol::Tcp as i32,
+                    vip: ep("10.0.0.100:80"),
+                    ..Default::default()
+                }),
+                real_server: ep("10.0.1.1:80"),
+                health: Some(ctl::RealServerHealth {
+                    state: ctl::HealthState::Down as i32,
+                    configured_weight: 3,
+                    effective_weight: 0,
+                    checker: "http GET /health".into(),
+                    state_since_unix_ms: 90_000,
+                    last_failure_reason: "HTTP 500".into(),
+                    last_failure_unix_ms: 99_500,
+                    ..Default::default()
+                }),
+            }],
+            services: vec![ctl::ServiceHealth {
+                service: Some(pb::ServiceKey {
+                    protocol: pb::Protocol::Tcp as i32,
+                    vip: ep("10.0.0.100:80"),
+                    ..Default::default()
+                }),
+                quorum_up: false,
+                quorum: 1,
+                sorry_server: ep("10.0.1.9:80"),
+                sorry_server_active: true,
+                ..Default::default()
+            }],
+        };
+        let text = health(&resp, 100_000);
+        let line = text.lines().nth(1).unwrap();
+        for want in [
+            "TCP  10.0.0.100:80",
+            "10.0.1.1:80",
+            "DOWN",
+            "0/3",
+            "http GET /health",
+            "10.0s",
+            "HTTP 500 (0.5s ago)",
+        ] {
+            assert!(line.contains(want), "{want:?} in {line:?}");
+        }
+        assert!(
+            text.contains("quorum DOWN") && text.contains("10.0.1.9:80 IN USE"),
+            "{text}"
+        );
+        assert_eq!(age(3_725_000), "1h02m");
     }
 
     #[test]

@@ -422,6 +422,14 @@ pub enum Problem {
         /// What is wrong, in an operator's words.
         message: String,
     },
+    /// A health check, sorry server or quorum setting is wrong.
+    #[error("{subject}: {problem}")]
+    Health {
+        /// What it belongs to, e.g. "health check of virtual service TCP 10.11.0.100:80".
+        subject: String,
+        /// What is wrong.
+        problem: super::health::HealthProblem,
+    },
     /// Refused by the service table's own validation
     /// ([`ServiceTable::rebuild`](crate::ServiceTable::rebuild)).
     #[error("{0}")]

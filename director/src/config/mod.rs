@@ -29,7 +29,7 @@
 //! ```
 //!
 //! One file per table: `node`, `dataplane`, `timeouts`, `interface`,
-//! `service`. Each holds the table's raw serde struct (spans kept for error
+//! `service` (and `health`, the health-check keys of a service). Each holds the table's raw serde struct (spans kept for error
 //! locations) and its validated form; a new table is a new file plus a
 //! field in `RawConfig`. Parsing reads no clock; the only things it asks
 //! the system are the file ([`Config::load`]) and the CPU count, for the
@@ -37,6 +37,7 @@
 
 mod dataplane;
 mod error;
+mod health;
 mod interface;
 mod node;
 mod service;
@@ -52,12 +53,14 @@ use toml::Spanned;
 
 pub use dataplane::{DataplaneSettings, MAX_CONNECTIONS_LIMIT};
 pub use error::{ConfigError, Location, Problem};
+pub use health::{HealthProblem, MAX_COUNT, MAX_DELAY, MIN_INTERVAL};
 pub use interface::{InterfaceConfig, InterfaceVips};
 pub use node::NodeConfig;
 pub use sync::{SyncConfig, SyncTlsFiles};
 pub use timeouts::{MAX_TIMEOUT_SECS, TimeoutSettings};
 pub use vrrp::VrrpInstanceConfig;
 
+use crate::health::HealthPlan;
 use crate::service_table::ServiceSpec;
 use error::Source;
 
@@ -91,6 +94,7 @@ pub struct Config {
     services: Vec<ServiceSpec>,
     vrrp: Vec<VrrpInstanceConfig>,
     sync: Option<SyncConfig>,
+    health: HealthPlan,
 }
 
 impl Config {
@@ -114,7 +118,7 @@ impl Config {
         let dataplane = raw.dataplane.validate(&src)?;
         let timeouts = raw.timeouts.validate(&src)?;
         let interfaces = interface::validate_all(raw.interface, &src)?;
-        let services = service::validate_all(raw.service, &interfaces, &src)?;
+        let (services, health) = service::validate_all(raw.service, &interfaces, &src)?;
         let mut config = Config {
             origin: origin.to_string(),
             node,
@@ -122,6 +126,7 @@ impl Config {
             timeouts,
             interfaces,
             services,
+            health,
             vrrp: Vec::new(),
             sync: raw.sync.map(|s| s.validate(&src)).transpose()?,
         };
@@ -170,6 +175,12 @@ impl Config {
     /// accepts them: that was checked).
     pub fn service_specs(&self) -> Vec<ServiceSpec> {
         self.services.clone()
+    }
+
+    /// The health checks, sorry servers and quorums of the services
+    /// (config/health.rs); empty if none is configured.
+    pub fn health_plan(&self) -> &HealthPlan {
+        &self.health
     }
 
     /// Which addresses each interface answers ARP for while this node is

@@ -12,8 +12,10 @@ use serde::de::{self, Visitor};
 use toml::Spanned;
 
 use super::error::{ConfigError, Problem, Source};
+use super::health;
 use super::interface::{InterfaceConfig, check_unicast};
 use super::timeouts::MAX_TIMEOUT_SECS;
+use crate::health::HealthPlan;
 use crate::sched::{self, SchedOptions, SchedulerKind};
 use crate::service::{DEFAULT_PERSISTENCE, Persistence, ServiceKey};
 use crate::service_table::{DestSpec, ServiceSpec, ServiceTable, SpecError};
@@ -33,6 +35,13 @@ pub(crate) struct RawService {
     persistence_netmask: Option<Spanned<i64>>,
     #[serde(default)]
     real_server: Vec<Spanned<RawRealServer>>,
+    // Health checking (config/health.rs).
+    health_check: Option<Spanned<health::RawCheck>>,
+    sorry_server: Option<Spanned<RawRealServer>>,
+    quorum: Option<Spanned<i64>>,
+    hysteresis: Option<Spanned<i64>>,
+    quorum_up: Option<Spanned<health::RawCommand>>,
+    quorum_down: Option<Spanned<health::RawCommand>>,
 }
 
 /// `[[service.real_server]]` as written.
@@ -44,6 +53,7 @@ struct RawRealServer {
     weight: Option<Spanned<i64>>,
     upper_threshold: Option<u32>,
     lower_threshold: Option<u32>,
+    health_check: Option<Spanned<health::RawCheck>>,
 }
 
 /// `persistence` as written: seconds, or a boolean.
@@ -92,14 +102,17 @@ struct Checked {
     mh_table_size: Option<Range<usize>>,
     /// Per real server: its header and its weight value.
     dests: Vec<(Range<usize>, Option<Range<usize>>)>,
+    /// Checks, sorry server, quorum; `None` if none configured.
+    health: Option<crate::health::ServiceHealth>,
 }
 
-/// Validate every service, alone and together, and return their specs.
+/// Validate every service, alone and together, and return their specs and
+/// their health configuration.
 pub(crate) fn validate_all(
     raw: Vec<Spanned<RawService>>,
     interfaces: &[InterfaceConfig],
     src: &Source<'_>,
-) -> Result<Vec<ServiceSpec>, ConfigError> {
+) -> Result<(Vec<ServiceSpec>, HealthPlan), ConfigError> {
     let mut checked = Vec::with_capacity(raw.len());
     for entry in raw {
         let span = entry.span();
@@ -144,7 +157,13 @@ pub(crate) fn validate_all(
             problem: Box::new(Problem::Service(e)),
         });
     }
-    Ok(specs)
+    let mut plan = HealthPlan::none();
+    for c in checked {
+        if let Some(h) = c.health {
+            plan.services.insert(c.spec.key, h);
+        }
+    }
+    Ok((specs, plan))
 }
 
 /// `TCP 10.11.0.100:80`, as the service table's messages name services.
@@ -347,7 +366,7 @@ impl RawService {
             dest_spans.push((rs.span(), rs.get_ref().weight.as_ref().map(Spanned::span)));
         }
 
-        let checked = Checked {
+        let mut checked = Checked {
             spec: ServiceSpec {
                 key,
                 scheduler,
@@ -361,6 +380,7 @@ impl RawService {
             netmask: self.persistence_netmask.as_ref().map(Spanned::span),
             mh_table_size: self.mh_table_size.as_ref().map(Spanned::span),
             dests: dest_spans,
+            health: None,
         };
         // The service table's own checks, then the scheduler's (mh table
         // size), so each refusal points into this service.
@@ -375,6 +395,24 @@ impl RawService {
                 reason: e.to_string(),
             })
         })?;
+        let sorry_server = match &self.sorry_server {
+            Some(s) => Some((validate_dest(s.get_ref(), &key, &service, src)?, s.span())),
+            None => None,
+        };
+        let raw_health = health::RawServiceHealth {
+            check: self.health_check.as_ref(),
+            sorry_server,
+            quorum: self.quorum.as_ref(),
+            hysteresis: self.hysteresis.as_ref(),
+            quorum_up: self.quorum_up.as_ref(),
+            quorum_down: self.quorum_down.as_ref(),
+            overrides: self
+                .real_server
+                .iter()
+                .map(|rs| rs.get_ref().health_check.as_ref())
+                .collect(),
+        };
+        checked.health = health::validate_service(&raw_health, &checked.spec, &service, src)?;
         Ok(checked)
     }
 }

@@ -36,6 +36,7 @@ use crate::config::{Config, SyncConfig, TimeoutSettings, VrrpInstanceConfig};
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
+use crate::health::HealthPlan;
 use crate::io::{Filter, if_info};
 use crate::service_table::ServiceSpec;
 use crate::types::ForwardMethod;
@@ -73,6 +74,8 @@ pub struct DaemonPlan {
     pub ifaces: Vec<IfacePlan>,
     /// Virtual services.
     pub specs: Vec<ServiceSpec>,
+    /// Their health checks, sorry servers and quorums.
+    pub health: HealthPlan,
     /// `ipvsadm --set tcp tcpfin udp`; unset keeps IPVS's default.
     pub timeouts: TimeoutSettings,
     /// Worker threads per data interface.
@@ -110,6 +113,7 @@ impl DaemonPlan {
                 })
                 .collect(),
             specs: c.service_specs(),
+            health: c.health_plan().clone(),
             timeouts: *c.timeouts(),
             workers: d.workers,
             max_connections: d.max_connections,
@@ -194,6 +198,8 @@ pub struct Running {
     /// instances); only these are answered for. `None`: no VRRP, every
     /// address is answered while the dataplane is active.
     pub owned: Option<BTreeSet<Ipv4Addr>>,
+    /// The services as last routed (with sorry servers), for answer sets.
+    pub routing: Vec<ServiceSpec>,
     /// Where connection events go for the sync stream.
     pub sync: Arc<sync_side::SyncHook>,
     /// Worker and ARP threads.
@@ -353,6 +359,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         plan_ifaces: plan.ifaces.clone(),
         seen_version,
         owned: None,
+        routing: plan.specs.clone(),
         sync,
         threads,
     })
@@ -404,17 +411,21 @@ pub fn answer_sets(ifaces: &[IfacePlan], routes: &Routes, specs: &[ServiceSpec])
 }
 
 impl Running {
-    /// After a configuration change (reload or control API edit), rebuild
-    /// the workers' filter and what each interface answers and resolves.
-    /// Cheap when nothing changed.
-    pub fn refresh(&mut self) -> anyhow::Result<()> {
+    /// After a configuration change (reload, control API edit, health
+    /// verdict), rebuild the workers' filter and what each interface
+    /// answers and resolves, from `specs`: every service with every real
+    /// server it may use (configured ones and sorry servers, so that a
+    /// server coming back or a sorry server taking over finds its
+    /// neighbour resolved and its replies let in). Cheap when the service
+    /// table did not change.
+    pub fn refresh(&mut self, specs: &[ServiceSpec]) -> anyhow::Result<()> {
         let table = self.dp.services();
         if table.version() == self.seen_version {
             return Ok(());
         }
-        let specs = table.specs();
-        self.filter.set(worker_filter(&specs)?);
-        self.publish_answers(&specs);
+        self.filter.set(worker_filter(specs)?);
+        self.routing = specs.to_vec();
+        self.publish_answers(specs);
         self.seen_version = table.version();
         Ok(())
     }
@@ -425,7 +436,7 @@ impl Running {
     pub fn set_owned(&mut self, owned: BTreeSet<Ipv4Addr>) {
         let active = !owned.is_empty();
         self.owned = Some(owned);
-        let specs = self.dp.services().specs();
+        let specs = self.routing.clone();
         if active {
             self.publish_answers(&specs);
             self.dp.set_active(true);
