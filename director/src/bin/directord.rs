@@ -105,7 +105,7 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         clock.as_fn(),
     ));
     println!(
-        "directord {}: {} service(s) on {}, control API on {}, {}",
+        "directord {}: {} service(s) on {} ({} worker(s) each, {} rx ring), control API on {}, {}",
         plan.node,
         plan.specs.len(),
         plan.ifaces
@@ -113,6 +113,8 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
             .map(|i| i.name.as_str())
             .collect::<Vec<_>>()
             .join(", "),
+        plan.workers.max(1),
+        plan.rx_ring,
         args.control,
         if opts.start_active {
             "active"

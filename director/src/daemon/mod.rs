@@ -33,7 +33,7 @@ use crate::config::{Config, TimeoutSettings};
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
-use crate::io::{Filter, if_info};
+use crate::io::{Filter, RingVersion, if_info};
 use crate::service_table::ServiceSpec;
 use crate::types::ForwardMethod;
 
@@ -77,6 +77,8 @@ pub struct DaemonPlan {
     pub tun_ttl: OuterTtl,
     /// Verify L4 checksums of complete packets.
     pub verify_checksums: bool,
+    /// The workers' receive ring layout.
+    pub rx_ring: RingVersion,
 }
 
 impl DaemonPlan {
@@ -102,6 +104,7 @@ impl DaemonPlan {
             max_connections: d.max_connections,
             tun_ttl: d.tun_ttl,
             verify_checksums: d.verify_checksums,
+            rx_ring: d.rx_ring,
         }
     }
 }
@@ -248,6 +251,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                     .wrapping_mul(8)
                     .wrapping_add(i as u16),
                 verify_checksums: plan.verify_checksums,
+                rx_ring: plan.rx_ring,
             };
             let (dp, routes, filter, stop) = (
                 Arc::clone(&dp),

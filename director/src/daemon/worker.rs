@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::dataplane::{Action, Dataplane, IfaceId, Worker};
 use crate::forward::{L4Csum, Verdict};
-use crate::io::{AfPacket, Fanout, FanoutMode, Filter, RxConfig, TxConfig, TxQueue};
+use crate::io::{AfPacket, Fanout, FanoutMode, Filter, RingVersion, RxConfig, TxConfig, TxQueue};
 
 use super::clock::Clock;
 use super::routes::Routes;
@@ -56,6 +56,8 @@ pub struct WorkerSpec {
     pub fanout_group: u16,
     /// Whether to verify L4 checksums of complete packets.
     pub verify_checksums: bool,
+    /// The receive ring's layout.
+    pub rx_ring: RingVersion,
 }
 
 /// Run one worker until `stop` is set. Errors opening the sockets are
@@ -80,6 +82,7 @@ fn open(spec: &WorkerSpec, filter: &SharedFilter) -> anyhow::Result<(AfPacket, V
     use anyhow::Context as _;
     let ingress_name = &spec.iface_names[usize::from(spec.ingress.0)];
     let cfg = RxConfig {
+        version: spec.rx_ring,
         fanout: Some(Fanout {
             group: spec.fanout_group,
             mode: FanoutMode::Hash,
