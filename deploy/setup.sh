@@ -14,6 +14,7 @@ declare -A PKG_FOR_CMD=(
     [ethtool]=ethtool    # veth offloads off, so a userspace dataplane sees MTU-sized frames
     [sha256sum]=coreutils
     [sysctl]=procps      # per-namespace sysctls (ip_forward, arp_ignore, ...)
+    [nft]=nftables       # directord's netdev ingress drop of VIP traffic (kernel stays out)
 )
 
 missing=()
