@@ -284,6 +284,10 @@ fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
         r#"
 [node]
 name = "nat-lab"
+# Two workers per interface: NAT's two directions meet in the shared
+# connection table whichever worker the fanout picks.
+[dataplane]
+workers = 2
 [[interface]]
 name = "eth0"
 address = "10.23.0.2/24"

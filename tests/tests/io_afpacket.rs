@@ -1025,3 +1025,83 @@ fn bench_forwarding_worker_vs_kernel() -> Result<()> {
     ensure!(delivered > 0 && k_delivered > 0, "nothing forwarded");
     Ok(())
 }
+
+/// The cost of the send path alone: one thread sends 60-byte frames in
+/// batches of 64 to a peer that drops them at its netdev ingress hook
+/// (so the receive side costs little and the same either way), with and
+/// without `PACKET_QDISC_BYPASS`, alternating three times. Reports wall
+/// and thread CPU time per frame (the CPU time includes the softirq work
+/// the sends trigger in the sender's context). `IO_BENCH_PACKETS` sets
+/// the frames per run (default 50000).
+#[test]
+fn bench_tx_send_cost_with_and_without_qdisc_bypass() -> Result<()> {
+    let n: usize = std::env::var("IO_BENCH_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000)
+        .min(5_000_000);
+    let Some(p) = pair("iotxcost")? else {
+        return Ok(());
+    };
+    for i in [&p.client_if, &p.director_if] {
+        p.lab.disable_offloads(i)?;
+    }
+    let rules = p.lab.unique_path("drop", ".nft");
+    std::fs::write(
+        &rules,
+        "table netdev sink {\n  chain in {\n    type filter hook ingress device \"eth0\" \
+         priority 0; policy drop;\n  }\n}\n",
+    )?;
+    p.lab
+        .exec_ok(&p.client, &["nft", "-f", &rules.to_string_lossy()])?;
+    let (cmac, dmac) = (mac_of(&p.client_if), mac_of(&p.director_if));
+    let template: Vec<Vec<u8>> = (0..64u16)
+        .map(|i| {
+            udp_frame(
+                (dmac, cmac),
+                SocketAddrV4::new(p.director_if.addr(), 10000 + i),
+                SocketAddrV4::new(p.client_if.addr(), 9),
+                &[0u8; 18],
+            )
+        })
+        .collect();
+    let mut results: Vec<(bool, f64, f64)> = Vec::new();
+    for round in 0..6 {
+        let bypass = round % 2 == 1;
+        let cfg = TxConfig {
+            qdisc_bypass: bypass,
+            ..TxConfig::default()
+        };
+        let mut tx = tx_on(&p.director, "eth0", cfg)?;
+        let (wall, cpu) = std::thread::scope(|s| {
+            s.spawn(|| -> Result<(Duration, Duration)> {
+                let c0 = thread_cpu()?;
+                let wall = flood(&mut tx, &template, n);
+                Ok((wall, thread_cpu()? - c0))
+            })
+            .join()
+            .expect("sender")
+        })?;
+        let st = tx.stats();
+        ensure!(st.frames == n as u64, "sent {st:?}");
+        let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+        eprintln!(
+            "tx cost: bypass {bypass:<5} {n} frames: {:.0} ns/frame wall, {:.0} ns/frame CPU",
+            per(wall),
+            per(cpu)
+        );
+        results.push((bypass, per(wall), per(cpu)));
+    }
+    let mean = |b: bool, f: fn(&(bool, f64, f64)) -> f64| {
+        let v: Vec<f64> = results.iter().filter(|r| r.0 == b).map(f).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    eprintln!(
+        "tx cost: mean CPU per frame {:.0} ns without bypass, {:.0} ns with; wall {:.0} / {:.0} ns",
+        mean(false, |r| r.2),
+        mean(true, |r| r.2),
+        mean(false, |r| r.1),
+        mean(true, |r| r.1)
+    );
+    Ok(())
+}
