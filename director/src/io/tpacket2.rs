@@ -252,10 +252,12 @@ mod tests {
                 b[512 + field..512 + field + 4].copy_from_slice(&value.to_ne_bytes());
             }
             let mut counter = 0u64;
-            let mut fr = Frames::slots(&mut b, 512, Some(&mut counter));
-            let n = fr.by_ref().count();
-            assert!(fr.malformed());
-            drop(fr);
+            let n = {
+                let mut fr = Frames::slots(&mut b, 512, Some(&mut counter));
+                let n = fr.by_ref().count();
+                assert!(fr.malformed());
+                n
+            };
             assert_eq!((n, counter), (2, 1), "field {field}");
         }
 
