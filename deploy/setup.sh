@@ -15,6 +15,7 @@ declare -A PKG_FOR_CMD=(
     [sha256sum]=coreutils
     [sysctl]=procps      # per-namespace sysctls (ip_forward, arp_ignore, ...)
     [keepalived]=keepalived  # the VRRP interop peer (its VRRP part only)
+    [nft]=nftables       # directord's netdev ingress drop of VIP traffic (kernel stays out)
 )
 
 missing=()

@@ -59,6 +59,7 @@ fn fragment() -> impl Strategy<Value = String> {
         "max_connections",
         "tun_ttl",
         "verify_checksums",
+        "rx_ring",
         "tcp",
         "tcpfin",
         "udp",

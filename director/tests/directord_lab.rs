@@ -268,6 +268,15 @@ fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
         )?);
     }
     no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
+    // A stale ingress table of the same instance, as a killed directord
+    // would leave it, that drops everything: start must replace it.
+    let stale = lab.unique_path("stale", ".nft");
+    std::fs::write(
+        &stale,
+        "table netdev directord_nat_lab {\n  chain old {\n    type filter hook ingress \
+         device \"eth0\" priority 0; policy drop;\n  }\n}\n",
+    )?;
+    lab.exec_ok(&dir, &["nft", "-f", &stale.to_string_lossy()])?;
     let director = Directord::start(
         &lab,
         &dir,
@@ -275,6 +284,10 @@ fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
         r#"
 [node]
 name = "nat-lab"
+# Two workers per interface: NAT's two directions meet in the shared
+# connection table whichever worker the fanout picks.
+[dataplane]
+workers = 2
 [[interface]]
 name = "eth0"
 address = "10.23.0.2/24"
@@ -498,7 +511,42 @@ fn nat_maps_8099_to_80_across_two_nics_both_ways() -> Result<()> {
         seen.contains("lladdr"),
         "the client resolved the VIP through our ARP: {seen}"
     );
+    // The kernel was kept out: the VIP traffic and the NAT replies were
+    // dropped at ingress (after the dataplane had them), on the table that
+    // replaced the stale one.
+    let table = m.lab.exec_ok(
+        &m.director.host,
+        &["nft", "list", "table", "netdev", "directord_nat_lab"],
+    )?;
+    let counted = |rule: &str| -> u64 {
+        // Summed over the chains of both interfaces.
+        table
+            .lines()
+            .filter(|l| l.contains(rule))
+            .filter_map(|l| l.split("counter packets ").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(
+        !table.contains("chain old"),
+        "stale table replaced:\n{table}"
+    );
+    assert!(
+        counted("ip daddr @vips") >= 300,
+        "VIP traffic dropped:\n{table}"
+    );
+    assert!(
+        counted("ip saddr @nat_rips") >= 300,
+        "NAT replies dropped:\n{table}"
+    );
     let out = m.stop();
+    let tables = m
+        .lab
+        .exec_ok(&m.director.host, &["nft", "list", "tables"])?;
+    assert!(
+        !tables.contains("directord_nat_lab"),
+        "the table goes with the daemon: {tables}\n{out}"
+    );
     assert!(
         out.contains("dropped frames by reason: {}"),
         "nothing dropped:\n{out}"

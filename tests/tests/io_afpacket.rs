@@ -1,6 +1,7 @@
 //! The AF_PACKET I/O layer (`director::io`) against a real kernel, in lab
-//! namespaces: the RX ring delivers exactly what the BPF filter keeps,
-//! byte for byte; sendmmsg transmits whole, prefix + body (TUN) and copied
+//! namespaces: the RX ring (TPACKET_V2 and V3) delivers exactly what the
+//! BPF filter keeps, byte for byte; a small V2 ring wraps many times,
+//! truncates what does not fit a slot and bounds its batches; sendmmsg transmits whole, prefix + body (TUN) and copied
 //! frames intact; a fanout group keeps a flow on one socket and spreads
 //! many flows; a DR forwarding loop (classify + MAC rewrite + send) gets
 //! kernel UDP from a client to a DR real server; an idle receiver sleeps.
@@ -19,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use director::forward::{self, MacAddr, MacPair, TunParams, Verdict};
 use director::io::{
-    AfPacket, Fanout, FanoutMode, Filter, FrameMeta, IoError, RxConfig, TxConfig, TxQueue, if_info,
-    netns_path, run_in_netns,
+    AfPacket, Fanout, FanoutMode, Filter, FrameMeta, IoError, RingVersion, RxConfig, TxConfig,
+    TxQueue, if_info, netns_path, run_in_netns,
 };
 use lab_tests::{Host, Iface, Lab, UdpAsk};
 
@@ -195,8 +196,17 @@ fn pair(name: &str) -> Result<Option<Pair>> {
 // ------------------------------------------------------------------ tests
 
 #[test]
-fn rx_ring_delivers_what_the_filter_keeps_intact() -> Result<()> {
-    let Some(p) = pair("iorx")? else {
+fn rx_ring_v2_delivers_what_the_filter_keeps_intact() -> Result<()> {
+    rx_ring_delivers_what_the_filter_keeps_intact(RingVersion::V2, "iorx2")
+}
+
+#[test]
+fn rx_ring_v3_delivers_what_the_filter_keeps_intact() -> Result<()> {
+    rx_ring_delivers_what_the_filter_keeps_intact(RingVersion::V3, "iorx3")
+}
+
+fn rx_ring_delivers_what_the_filter_keeps_intact(version: RingVersion, lab: &str) -> Result<()> {
+    let Some(p) = pair(lab)? else {
         return Ok(());
     };
     let (cmac, dmac) = (mac_of(&p.client_if), mac_of(&p.director_if));
@@ -214,12 +224,14 @@ fn rx_ring_delivers_what_the_filter_keeps_intact() -> Result<()> {
 
     let filter = Filter::builder().arp().ipv4_to([VIP]).build()?;
     let cfg = RxConfig {
+        version,
         filter: Some(filter),
         block_size: 1 << 16,
         block_count: 8,
         ..RxConfig::default()
     };
     let mut rx = rx_on(&p.director, "eth0", cfg)?;
+    assert_eq!(rx.version(), version);
     let mut tx = tx_on(&p.client, "eth0", TxConfig::default())?;
 
     let client = |port| SocketAddrV4::new(p.client_if.addr(), port);
@@ -298,7 +310,108 @@ fn rx_ring_delivers_what_the_filter_keeps_intact() -> Result<()> {
     assert_eq!(stats.malformed_blocks, 0, "{stats:?}");
     // The filter ran in the kernel: what it refused never reached the ring.
     assert_eq!(stats.kernel_packets, expected as u64, "{stats:?}");
-    eprintln!("rx: {} of {} frames kept; {stats:?}", got.len(), sent.len());
+    eprintln!(
+        "rx {version}: {} of {} frames kept; {stats:?}",
+        got.len(),
+        sent.len()
+    );
+    Ok(())
+}
+
+/// A V2 ring of 16 slots of 256 bytes: 60 frames in rounds of 5 wrap it
+/// nearly four times, every frame arrives once and in order, a frame
+/// longer than its slot arrives truncated (and says so), and no batch is
+/// larger than `max_batch`.
+#[test]
+fn rx_ring_v2_wraps_truncates_and_bounds_batches() -> Result<()> {
+    let Some(p) = pair("iowrap")? else {
+        return Ok(());
+    };
+    let (cmac, dmac) = (mac_of(&p.client_if), mac_of(&p.director_if));
+    let cfg = RxConfig {
+        version: RingVersion::V2,
+        filter: Some(Filter::builder().ipv4_to([VIP]).build()?),
+        block_size: 4096,
+        block_count: 1,
+        frame_size: 256,
+        max_batch: 3,
+        ..RxConfig::default()
+    };
+    let mut rx = rx_on(&p.director, "eth0", cfg)?;
+    let mut tx = tx_on(&p.client, "eth0", TxConfig::default())?;
+    let caddr = p.client_if.addr();
+    // Room in a 256-byte slot: 256 − TPACKET_ALIGN(52 + 16) + 14.
+    let room = 256 - 80 + 14;
+    let mut sent = Vec::new();
+    let mut got: Got = Vec::new();
+    let mut largest_batch = 0;
+    for round in 0..12u16 {
+        let frames: Vec<Vec<u8>> = (0..5u16)
+            .map(|k| {
+                let i = round * 5 + k;
+                // Every seventh frame is too long for its slot.
+                let payload = if i % 7 == 3 { 900 } else { 10 + usize::from(i) };
+                let mut body = vec![0u8; payload];
+                body[..2].copy_from_slice(&i.to_be_bytes());
+                udp_frame(
+                    (cmac, dmac),
+                    SocketAddrV4::new(caddr, 7000),
+                    SocketAddrV4::new(VIP, 9000),
+                    &body,
+                )
+            })
+            .collect();
+        send_all(&mut tx, &frames);
+        sent.extend(frames);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < sent.len() && Instant::now() < deadline {
+            if let Some(mut batch) = rx.recv(Duration::from_millis(20))? {
+                largest_batch = largest_batch.max(batch.len());
+                for f in batch.frames() {
+                    got.push((f.data.to_vec(), f.meta));
+                }
+            }
+        }
+    }
+    assert_eq!(got.len(), sent.len(), "every frame, once");
+    let mut truncated = 0;
+    for (i, ((g, m), s)) in got.iter().zip(&sent).enumerate() {
+        assert_eq!(m.wire_len as usize, s.len(), "frame {i}: {m:?}");
+        if s.len() > room {
+            truncated += 1;
+            assert!(m.truncated(), "frame {i}: {m:?}");
+            assert_eq!(g.as_slice(), &s[..room], "frame {i}: the start of it");
+        } else {
+            assert!(!m.truncated(), "frame {i}: {m:?}");
+            assert_eq!(g, s, "frame {i} differs (out of order?)");
+        }
+    }
+    assert!(truncated >= 8, "{truncated} truncated");
+    assert!(largest_batch <= 3, "batch of {largest_batch} > max_batch");
+    let stats = rx.stats();
+    assert_eq!(stats.frames, sent.len() as u64, "{stats:?}");
+    assert_eq!(
+        (stats.kernel_drops, stats.malformed_blocks),
+        (0, 0),
+        "{stats:?}"
+    );
+    eprintln!(
+        "v2 wrap: {} frames through 16 slots, {truncated} truncated; {stats:?}",
+        got.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn rx_ring_v2_rejects_slots_that_straddle_blocks() -> Result<()> {
+    let cfg = RxConfig {
+        version: RingVersion::V2,
+        block_size: 4096,
+        frame_size: 1536,
+        ..RxConfig::default()
+    };
+    let e = AfPacket::open("lo", &cfg).expect_err("1536 does not divide 4096");
+    assert!(matches!(e, IoError::RingConfig(_)), "{e}");
     Ok(())
 }
 
@@ -635,11 +748,21 @@ fn thread_cpu() -> Result<Duration> {
 }
 
 #[test]
-fn idle_recv_sleeps_in_poll() -> Result<()> {
-    let Some(p) = pair("ioidle")? else {
+fn idle_recv_sleeps_in_poll_v2() -> Result<()> {
+    idle_recv_sleeps_in_poll(RingVersion::V2, "ioidle2")
+}
+
+#[test]
+fn idle_recv_sleeps_in_poll_v3() -> Result<()> {
+    idle_recv_sleeps_in_poll(RingVersion::V3, "ioidle3")
+}
+
+fn idle_recv_sleeps_in_poll(version: RingVersion, lab: &str) -> Result<()> {
+    let Some(p) = pair(lab)? else {
         return Ok(());
     };
     let cfg = RxConfig {
+        version,
         filter: Some(Filter::builder().ipv4_to([VIP]).build()?),
         ..RxConfig::default()
     };
@@ -654,7 +777,7 @@ fn idle_recv_sleeps_in_poll() -> Result<()> {
     }
     let cpu = thread_cpu()? - cpu0;
     let wall = t0.elapsed();
-    eprintln!("idle: {calls} recv calls, {wall:?} wall, {cpu:?} CPU");
+    eprintln!("idle {version}: {calls} recv calls, {wall:?} wall, {cpu:?} CPU");
     assert!(
         cpu < Duration::from_millis(50),
         "idle recv used {cpu:?} CPU"
@@ -738,7 +861,10 @@ fn drain(lab: &Lab, sink: &Host, before: u64, t0: Instant) -> Result<(u64, Durat
 /// Forwarded packets/s through one worker (RX ring + MAC rewrite +
 /// sendmmsg, client segment -> server segment), then through the kernel's
 /// IP forwarding between the same veths. 60-byte UDP, 64 flows.
-/// `IO_BENCH_PACKETS` (default 50000) sets the count per run.
+/// `IO_BENCH_PACKETS` (default 50000) sets the count per run,
+/// `IO_BENCH_RING` (`v2`, the default, or `v3`) the worker's ring, and
+/// `IO_BENCH_BYPASS=1` sets `PACKET_QDISC_BYPASS` on the worker's send
+/// socket.
 #[test]
 fn bench_forwarding_worker_vs_kernel() -> Result<()> {
     let n: usize = std::env::var("IO_BENCH_PACKETS")
@@ -746,12 +872,20 @@ fn bench_forwarding_worker_vs_kernel() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000)
         .min(5_000_000);
+    let ring: RingVersion = match std::env::var("IO_BENCH_RING") {
+        Ok(v) => v.parse().map_err(anyhow::Error::msg)?,
+        Err(_) => RingVersion::default(),
+    };
+    let bypass = std::env::var_os("IO_BENCH_BYPASS").is_some_and(|v| v == "1");
     let Some(lab) = Lab::new_or_skip("iobench")? else {
         return Ok(());
     };
     // Other work on the machine skews every figure: say how busy it was.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    eprintln!("bench: {n} packets per run; loadavg {}", load.trim());
+    eprintln!(
+        "bench: {n} packets per run, ring {ring}, qdisc bypass {bypass}; loadavg {}",
+        load.trim()
+    );
     let a = lab.segment("a", "10.31.0.0/24")?;
     let b = lab.segment("b", "10.32.0.0/24")?;
     let client = lab.host("client")?;
@@ -809,11 +943,16 @@ fn bench_forwarding_worker_vs_kernel() -> Result<()> {
         &director,
         "eth0",
         RxConfig {
+            version: ring,
             filter: Some(Filter::builder().ipv4_to([vip]).build()?),
             ..RxConfig::default()
         },
     )?;
-    let mut tx = tx_on(&director, "eth1", TxConfig::default())?;
+    let tx_cfg = TxConfig {
+        qdisc_bypass: bypass,
+        ..TxConfig::default()
+    };
+    let mut tx = tx_on(&director, "eth1", tx_cfg)?;
     let template = frames(vip);
     let stop = AtomicBool::new(false);
     let before = rx_packets(&lab, &server, "eth0")?;
@@ -884,5 +1023,85 @@ fn bench_forwarding_worker_vs_kernel() -> Result<()> {
     );
     // Bounded and lossless enough to mean something; no speed claim here.
     ensure!(delivered > 0 && k_delivered > 0, "nothing forwarded");
+    Ok(())
+}
+
+/// The cost of the send path alone: one thread sends 60-byte frames in
+/// batches of 64 to a peer that drops them at its netdev ingress hook
+/// (so the receive side costs little and the same either way), with and
+/// without `PACKET_QDISC_BYPASS`, alternating three times. Reports wall
+/// and thread CPU time per frame (the CPU time includes the softirq work
+/// the sends trigger in the sender's context). `IO_BENCH_PACKETS` sets
+/// the frames per run (default 50000).
+#[test]
+fn bench_tx_send_cost_with_and_without_qdisc_bypass() -> Result<()> {
+    let n: usize = std::env::var("IO_BENCH_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000)
+        .min(5_000_000);
+    let Some(p) = pair("iotxcost")? else {
+        return Ok(());
+    };
+    for i in [&p.client_if, &p.director_if] {
+        p.lab.disable_offloads(i)?;
+    }
+    let rules = p.lab.unique_path("drop", ".nft");
+    std::fs::write(
+        &rules,
+        "table netdev sink {\n  chain in {\n    type filter hook ingress device \"eth0\" \
+         priority 0; policy drop;\n  }\n}\n",
+    )?;
+    p.lab
+        .exec_ok(&p.client, &["nft", "-f", &rules.to_string_lossy()])?;
+    let (cmac, dmac) = (mac_of(&p.client_if), mac_of(&p.director_if));
+    let template: Vec<Vec<u8>> = (0..64u16)
+        .map(|i| {
+            udp_frame(
+                (dmac, cmac),
+                SocketAddrV4::new(p.director_if.addr(), 10000 + i),
+                SocketAddrV4::new(p.client_if.addr(), 9),
+                &[0u8; 18],
+            )
+        })
+        .collect();
+    let mut results: Vec<(bool, f64, f64)> = Vec::new();
+    for round in 0..6 {
+        let bypass = round % 2 == 1;
+        let cfg = TxConfig {
+            qdisc_bypass: bypass,
+            ..TxConfig::default()
+        };
+        let mut tx = tx_on(&p.director, "eth0", cfg)?;
+        let (wall, cpu) = std::thread::scope(|s| {
+            s.spawn(|| -> Result<(Duration, Duration)> {
+                let c0 = thread_cpu()?;
+                let wall = flood(&mut tx, &template, n);
+                Ok((wall, thread_cpu()? - c0))
+            })
+            .join()
+            .expect("sender")
+        })?;
+        let st = tx.stats();
+        ensure!(st.frames == n as u64, "sent {st:?}");
+        let per = |d: Duration| d.as_nanos() as f64 / n as f64;
+        eprintln!(
+            "tx cost: bypass {bypass:<5} {n} frames: {:.0} ns/frame wall, {:.0} ns/frame CPU",
+            per(wall),
+            per(cpu)
+        );
+        results.push((bypass, per(wall), per(cpu)));
+    }
+    let mean = |b: bool, f: fn(&(bool, f64, f64)) -> f64| {
+        let v: Vec<f64> = results.iter().filter(|r| r.0 == b).map(f).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    eprintln!(
+        "tx cost: mean CPU per frame {:.0} ns without bypass, {:.0} ns with; wall {:.0} / {:.0} ns",
+        mean(false, |r| r.2),
+        mean(true, |r| r.2),
+        mean(false, |r| r.1),
+        mean(true, |r| r.1)
+    );
     Ok(())
 }

@@ -131,7 +131,7 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         .context("virtual services with their health state")?,
     );
     println!(
-        "directord {}: {} service(s) on {}, control API on {}, {}",
+        "directord {}: {} service(s) on {} ({} worker(s) each, {} rx ring), control API on {}, {}",
         plan.node,
         plan.specs.len(),
         plan.ifaces
@@ -139,6 +139,8 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
             .map(|i| i.name.as_str())
             .collect::<Vec<_>>()
             .join(", "),
+        plan.workers.max(1),
+        plan.rx_ring,
         args.control,
         if with_vrrp {
             "role from VRRP"

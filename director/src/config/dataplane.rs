@@ -1,5 +1,5 @@
-//! `[dataplane]`: worker threads, connection-table size, tunnel TTL and
-//! checksum verification.
+//! `[dataplane]`: worker threads, connection-table size, tunnel TTL,
+//! checksum verification and the receive ring's layout.
 
 use std::fmt;
 
@@ -11,6 +11,7 @@ use super::error::{ConfigError, Problem, Source};
 use crate::conn::TableConfig;
 use crate::dest::STAT_SLOTS;
 use crate::forward::OuterTtl;
+use crate::io::RingVersion;
 
 /// Largest `max_connections` accepted: 2^31 entries (128 GiB of table);
 /// anything above is a typo, not a plan.
@@ -24,6 +25,7 @@ pub(crate) struct RawDataplane {
     max_connections: Option<Spanned<i64>>,
     tun_ttl: Option<Spanned<TtlValue>>,
     verify_checksums: Option<bool>,
+    rx_ring: Option<Spanned<String>>,
 }
 
 /// `tun_ttl` as written: a number, or `"inherit"`.
@@ -72,6 +74,10 @@ pub struct DataplaneSettings {
     pub tun_ttl: OuterTtl,
     /// Verify L4 checksums of incoming packets (default true).
     pub verify_checksums: bool,
+    /// The workers' receive ring: `"v2"` hands each frame over as it
+    /// arrives (default), `"v3"` batches frames in blocks handed over when
+    /// full or 1 ms old.
+    pub rx_ring: RingVersion,
 }
 
 impl DataplaneSettings {
@@ -91,6 +97,7 @@ impl Default for DataplaneSettings {
             max_connections: TableConfig::default().max_entries,
             tun_ttl: OuterTtl::default(),
             verify_checksums: true,
+            rx_ring: RingVersion::default(),
         }
     }
 }
@@ -150,6 +157,20 @@ impl RawDataplane {
         }
         if let Some(v) = self.verify_checksums {
             s.verify_checksums = v;
+        }
+        if let Some(r) = self.rx_ring {
+            s.rx_ring = match r.get_ref().as_str() {
+                "v2" => RingVersion::V2,
+                "v3" => RingVersion::V3,
+                other => {
+                    return Err(src.invalid(
+                        r.span(),
+                        Problem::UnknownRxRing {
+                            value: other.to_owned(),
+                        },
+                    ));
+                }
+            };
         }
         Ok(s)
     }

@@ -127,6 +127,15 @@ pub enum Problem {
         /// The number given.
         value: i64,
     },
+    /// `rx_ring` other than `"v2"` or `"v3"`.
+    #[error(
+        "rx_ring = \"{value}\" is not a ring layout: give \"v2\" (each frame handed over \
+         as it arrives, the default) or \"v3\" (frames batched in blocks, up to 1 ms later)"
+    )]
+    UnknownRxRing {
+        /// The value given.
+        value: String,
+    },
     /// A `[timeouts]` value outside what `ipvsadm --set` accepts.
     #[error(
         "timeout {name} = {secs} is out of range 1..={max} seconds \

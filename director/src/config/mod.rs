@@ -295,4 +295,20 @@ address = "10.11.0.2/24"
         let c = Config::parse(&text, "m.toml").unwrap();
         assert_eq!(c.dataplane().tun_ttl, OuterTtl::Inherit);
     }
+
+    #[test]
+    fn rx_ring_is_v2_unless_v3_is_asked_for() {
+        use crate::io::RingVersion;
+        let c = Config::parse(MINIMAL, "m.toml").unwrap();
+        assert_eq!(c.dataplane().rx_ring, RingVersion::V2);
+        let text = format!("{MINIMAL}\n[dataplane]\nrx_ring = \"v3\"\n");
+        let c = Config::parse(&text, "m.toml").unwrap();
+        assert_eq!(c.dataplane().rx_ring, RingVersion::V3);
+        let text = format!("{MINIMAL}\n[dataplane]\nrx_ring = \"v4\"\n");
+        let e = Config::parse(&text, "m.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("rx_ring = \"v4\"") && e.contains("m.toml:"),
+            "{e}"
+        );
+    }
 }

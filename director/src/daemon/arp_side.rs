@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::arp::{ArpOutcome, ArpResponder};
 use crate::dataplane::Dataplane;
-use crate::io::{AfPacket, Filter, RxConfig, TxConfig, TxQueue};
+use crate::io::{AfPacket, Filter, RingVersion, RxConfig, TxConfig, TxQueue};
 
 use super::clock::Clock;
 
@@ -82,10 +82,11 @@ fn open(name: &str) -> anyhow::Result<(AfPacket, TxQueue)> {
         .map_err(|e| anyhow::anyhow!("ARP filter: {e}"))?;
     let cfg = RxConfig {
         filter: Some(filter),
+        // V2: each ARP request is handed over as it arrives (a V3 block
+        // would wait for its retire timer).
+        version: RingVersion::V2,
         block_size: 1 << 16,
         block_count: 4,
-        // ARP answers must not wait for a block to fill.
-        retire_timeout: Duration::from_millis(1),
         ..RxConfig::default()
     };
     let rx = AfPacket::open(name, &cfg).with_context(|| format!("ARP socket on {name}"))?;

@@ -17,6 +17,7 @@
 pub mod arp_side;
 pub mod clock;
 pub mod kernel;
+pub mod nft;
 pub mod pair;
 pub mod routes;
 pub mod sync_side;
@@ -37,7 +38,7 @@ use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
 use crate::health::HealthPlan;
-use crate::io::{Filter, if_info};
+use crate::io::{Filter, RingVersion, if_info};
 use crate::service_table::ServiceSpec;
 use crate::types::ForwardMethod;
 
@@ -90,6 +91,8 @@ pub struct DaemonPlan {
     pub vrrp: Vec<VrrpInstanceConfig>,
     /// Connection sync with the peer.
     pub sync: Option<SyncConfig>,
+    /// The workers' receive ring layout.
+    pub rx_ring: RingVersion,
 }
 
 impl DaemonPlan {
@@ -121,6 +124,7 @@ impl DaemonPlan {
             verify_checksums: d.verify_checksums,
             vrrp: c.vrrp_instances().to_vec(),
             sync: c.sync().cloned(),
+            rx_ring: d.rx_ring,
         }
     }
 }
@@ -148,9 +152,8 @@ pub struct RunOptions {
     pub start_active: bool,
 }
 
-/// The kernel filter for the workers: IPv4 to any VIP, and IPv4 from any
-/// NAT real server (its replies).
-pub fn worker_filter(specs: &[ServiceSpec]) -> anyhow::Result<Filter> {
+/// The IPv4 VIPs of `specs`, and their IPv4 NAT real servers.
+fn vips_and_nat_rips(specs: &[ServiceSpec]) -> (BTreeSet<Ipv4Addr>, BTreeSet<Ipv4Addr>) {
     let mut vips = BTreeSet::new();
     let mut nat_rips = BTreeSet::new();
     for s in specs {
@@ -163,6 +166,13 @@ pub fn worker_filter(specs: &[ServiceSpec]) -> anyhow::Result<Filter> {
             }
         }
     }
+    (vips, nat_rips)
+}
+
+/// The kernel filter for the workers: IPv4 to any VIP, and IPv4 from any
+/// NAT real server (its replies).
+pub fn worker_filter(specs: &[ServiceSpec]) -> anyhow::Result<Filter> {
+    let (vips, nat_rips) = vips_and_nat_rips(specs);
     let mut b = Filter::builder();
     if !vips.is_empty() {
         b = b.ipv4_to(vips);
@@ -173,6 +183,42 @@ pub fn worker_filter(specs: &[ServiceSpec]) -> anyhow::Result<Filter> {
     b.build().map_err(|e| {
         anyhow::anyhow!("too many VIPs and NAT real servers for the kernel filter: {e}")
     })
+}
+
+/// What the nftables ingress drop matches for these interfaces and
+/// services.
+pub fn drop_rules(ifaces: &[IfacePlan], specs: &[ServiceSpec]) -> nft::DropRules {
+    let (vips, nat_rips) = vips_and_nat_rips(specs);
+    nft::DropRules::new(
+        ifaces.iter().map(|p| p.name.clone()).collect(),
+        vips,
+        nat_rips,
+        ifaces.iter().map(|p| p.addr),
+    )
+}
+
+/// Installs or updates the ingress drop; on failure the daemon runs on
+/// without it (forwarding off still keeps the kernel from forwarding or
+/// answering) and says so once per change.
+fn apply_drop(ingress: &mut nft::IngressDrop, rules: &nft::DropRules) {
+    let was = ingress.is_installed();
+    match ingress.apply(rules) {
+        Ok(()) if !was => println!(
+            "kernel: nftables table netdev {} drops VIP traffic{} at ingress on {}",
+            ingress.table(),
+            if rules.nat_rips.is_empty() {
+                ""
+            } else {
+                " and NAT replies"
+            },
+            rules.ifaces.join(", ")
+        ),
+        Ok(()) => {}
+        Err(e) => println!(
+            "kernel: warning: no ingress drop ({e}); the IP stack also sees the forwarded \
+             traffic (and drops it, forwarding being off)"
+        ),
+    }
 }
 
 /// The running daemon's shared pieces.
@@ -204,6 +250,8 @@ pub struct Running {
     pub sync: Arc<sync_side::SyncHook>,
     /// Worker and ARP threads.
     pub threads: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+    /// The nftables ingress drop (removed when this is dropped).
+    pub ingress: nft::IngressDrop,
 }
 
 /// Prepare the director's interfaces and start the workers.
@@ -295,6 +343,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                     .wrapping_add(i as u16),
                 verify_checksums: plan.verify_checksums,
                 sync: Arc::clone(&sync),
+                rx_ring: plan.rx_ring,
             };
             let (dp, routes, filter, stop) = (
                 Arc::clone(&dp),
@@ -349,6 +398,8 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         }
     }
     let seen_version = dp.services().version();
+    let mut ingress = nft::IngressDrop::new(&plan.node);
+    apply_drop(&mut ingress, &drop_rules(&plan.ifaces, &plan.specs));
     Ok(Running {
         dp,
         clock,
@@ -362,6 +413,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         routing: plan.specs.clone(),
         sync,
         threads,
+        ingress,
     })
 }
 
@@ -424,6 +476,7 @@ impl Running {
             return Ok(());
         }
         self.filter.set(worker_filter(specs)?);
+        apply_drop(&mut self.ingress, &drop_rules(&self.plan_ifaces, specs));
         self.routing = specs.to_vec();
         self.publish_answers(specs);
         self.seen_version = table.version();
@@ -464,7 +517,13 @@ impl Running {
     }
 
     /// Stop every thread and wait for them; returns the first error.
-    pub fn shutdown(self) -> anyhow::Result<()> {
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Err(e) = self.ingress.remove() {
+            println!(
+                "kernel: warning: removing nftables table {}: {e}",
+                self.ingress.table()
+            );
+        }
         self.stop.store(true, Ordering::Relaxed);
         let mut first = Ok(());
         for t in self.threads {

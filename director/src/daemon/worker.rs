@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::dataplane::{Action, Dataplane, IfaceId, Worker};
 use crate::forward::{L4Csum, Verdict};
-use crate::io::{AfPacket, Fanout, FanoutMode, Filter, RxConfig, TxConfig, TxQueue};
+use crate::io::{AfPacket, Fanout, FanoutMode, Filter, RingVersion, RxConfig, TxConfig, TxQueue};
 
 use super::clock::Clock;
 use super::routes::Routes;
@@ -59,6 +59,8 @@ pub struct WorkerSpec {
     pub verify_checksums: bool,
     /// Where connection events go for the sync stream.
     pub sync: Arc<SyncHook>,
+    /// The receive ring's layout.
+    pub rx_ring: RingVersion,
 }
 
 /// Run one worker until `stop` is set. Errors opening the sockets are
@@ -83,6 +85,7 @@ fn open(spec: &WorkerSpec, filter: &SharedFilter) -> anyhow::Result<(AfPacket, V
     use anyhow::Context as _;
     let ingress_name = &spec.iface_names[usize::from(spec.ingress.0)];
     let cfg = RxConfig {
+        version: spec.rx_ring,
         fanout: Some(Fanout {
             group: spec.fanout_group,
             mode: FanoutMode::Hash,

@@ -1,25 +1,37 @@
-//! The receive socket: AF_PACKET bound to one interface, with a TPACKET_V3
-//! memory-mapped ring, a fanout group so several workers share the
-//! interface, and a classic BPF filter so only the dataplane's traffic is
-//! copied into the ring.
+//! The receive socket: AF_PACKET bound to one interface, with a
+//! memory-mapped ring (TPACKET_V2 or TPACKET_V3, [`RingVersion`]), a
+//! fanout group so several workers share the interface, and a classic BPF
+//! filter so only the dataplane's traffic is copied into the ring.
 //!
 //! ```text
-//!  kernel ── fills block k ──(full or retire timer)──> status USER
-//!  worker ── recv(): poll(2) until block k is USER ──> RxBlock
-//!         ── frames(): &mut [u8] per frame, rewritten in place, queued on
-//!            a TxBatch (pointers into the block) and flushed
-//!         ── drop(RxBlock): status KERNEL, k += 1
+//! V3 kernel ── fills block k ──(full or retire timer)──> status USER
+//!    worker ── recv(): poll(2) until block k is USER ──> RxBlock
+//!           ── drop(RxBlock): status KERNEL, k += 1
+//! V2 kernel ── writes frame k, status USER, wakes the socket at once
+//!    worker ── recv(): poll(2) until slot k is USER; takes the run of USER
+//!              slots k..k+n (bounded, never past the ring's end) ──> RxBlock
+//!           ── drop(RxBlock): status KERNEL on each, k += n
+//! both      ── frames(): &mut [u8] per frame, rewritten in place, queued on
+//!              a TxBatch (pointers into the ring) and flushed before drop
 //! ```
+//!
+//! V3 hands over nothing until a block fills or its retire timer (1 ms at
+//! the finest) fires, so at low and moderate rates every packet waits for
+//! the timer: the lab bench measured small HTTP requests through the
+//! director capped at 16k/s with a 4 ms timer and 64k/s with 1 ms. V2
+//! hands over each frame as it is written; it costs a little more per
+//! frame at high rates (a status word per frame instead of per block).
 //!
 //! Set-up order matters: the socket is created with protocol 0 (it
 //! receives nothing), gets its filter, options and ring, and only then is
 //! bound to the interface with ETH_P_ALL and joined to the fanout group,
 //! so no unfiltered frame ever lands in the ring.
 //!
-//! The unsafe code here is the shared memory: the block status word is
-//! read and written as an atomic (the kernel writes it from another CPU),
-//! and a handed-over block is turned into one `&mut [u8]` whose lifetime
-//! is tied to the `RxBlock` that gives it back.
+//! The unsafe code here is the shared memory: the block (V3) or frame (V2)
+//! status words are read and written as atomics (the kernel writes them
+//! from another CPU), and a handed-over block or run of frames is turned
+//! into one `&mut [u8]` whose lifetime is tied to the `RxBlock` that gives
+//! it back.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,6 +42,7 @@ use super::error::IoError;
 use super::iface;
 use super::sys::{self, Mmap};
 use super::tpacket::{self, BlockHeader, Frames};
+use super::tpacket2;
 
 /// How frames are spread over the sockets of a fanout group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,21 +68,61 @@ pub struct Fanout {
     pub mode: FanoutMode,
 }
 
+/// The ring layout of a receive socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingVersion {
+    /// TPACKET_V2: fixed-size frame slots, each handed over (and the
+    /// socket woken) as soon as the kernel has written it. No added
+    /// latency at any rate; the default.
+    #[default]
+    V2,
+    /// TPACKET_V3: frames packed into blocks, a block handed over when it
+    /// is full or `retire_timeout` old. Fewer status words per frame at
+    /// high rates, up to `retire_timeout` of added latency at low ones.
+    V3,
+}
+
+impl std::str::FromStr for RingVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "v2" | "V2" | "tpacket_v2" => Ok(RingVersion::V2),
+            "v3" | "V3" | "tpacket_v3" => Ok(RingVersion::V3),
+            _ => Err(format!("ring `{s}`: want v2 or v3")),
+        }
+    }
+}
+
+impl std::fmt::Display for RingVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RingVersion::V2 => "v2",
+            RingVersion::V3 => "v3",
+        })
+    }
+}
+
 /// Geometry and options of a receive socket.
 #[derive(Debug, Clone)]
 pub struct RxConfig {
-    /// Bytes per ring block; a multiple of the page size. A block is
-    /// handed over whole, so it bounds a batch.
+    /// TPACKET_V2 or TPACKET_V3.
+    pub version: RingVersion,
+    /// Bytes per ring block; a multiple of the page size (V2: and of
+    /// `frame_size`). V3 hands a block over whole, so it bounds a batch.
     pub block_size: u32,
     /// Blocks in the ring.
     pub block_count: u32,
     /// The frame size the kernel checks the geometry against (a multiple
-    /// of 16). TPACKET_V3 packs frames tightly in a block; a frame longer
-    /// than a block is truncated.
+    /// of 16). V2: the slot size, header included (a 2048-byte slot holds
+    /// a 1982-byte frame; longer ones are truncated). V3 packs frames
+    /// tightly in a block; a frame longer than a block is truncated.
     pub frame_size: u32,
-    /// How long the kernel waits before handing over a block that is not
-    /// full: the latency bound at low rates.
+    /// V3: how long the kernel waits before handing over a block that is
+    /// not full: the latency bound at low rates. Unused by V2.
     pub retire_timeout: Duration,
+    /// V2: the most frames handed over in one [`RxBlock`]. Unused by V3.
+    pub max_batch: u32,
     /// Join a fanout group, or not.
     pub fanout: Option<Fanout>,
     /// Keep only what this filter accepts; `None` keeps everything.
@@ -85,6 +138,7 @@ pub struct RxConfig {
 impl Default for RxConfig {
     fn default() -> Self {
         RxConfig {
+            version: RingVersion::default(),
             block_size: 1 << 20,
             block_count: 16,
             frame_size: 2048,
@@ -93,6 +147,7 @@ impl Default for RxConfig {
             // small HTTP requests through the director were capped at 16k/s
             // with p99 4.3 ms (lab bench). 1 ms is the kernel's finest.
             retire_timeout: Duration::from_millis(1),
+            max_batch: 256,
             fanout: None,
             filter: None,
             ignore_outgoing: true,
@@ -120,6 +175,16 @@ impl RxConfig {
                 "frame_size must be a multiple of 16, at least 128, at most block_size",
             ));
         }
+        if self.version == RingVersion::V2 {
+            if !self.block_size.is_multiple_of(self.frame_size) {
+                return Err(IoError::RingConfig(
+                    "a V2 ring's block_size must be a multiple of frame_size",
+                ));
+            }
+            if self.max_batch == 0 {
+                return Err(IoError::RingConfig("max_batch must be at least 1"));
+            }
+        }
         if u64::from(self.block_size) * u64::from(self.block_count) > 1 << 32 {
             return Err(IoError::RingConfig("ring larger than 4 GiB"));
         }
@@ -130,12 +195,13 @@ impl RxConfig {
 /// Receive counters of one socket.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxStats {
-    /// Blocks handed over and released.
+    /// Batches handed over and released (V3: blocks).
     pub blocks: u64,
-    /// Frames handed over (as the blocks' descriptors count them).
+    /// Frames handed over (as the kernel counts them).
     pub frames: u64,
-    /// Blocks whose frame chain made no sense when walked (never seen from
-    /// a sane kernel; counted rather than trusted).
+    /// V3: blocks whose frame chain made no sense when walked; V2: frame
+    /// slots whose header made no sense (skipped). Never seen from a sane
+    /// kernel; counted rather than trusted.
     pub malformed_blocks: u64,
     /// Frames the kernel accepted (after the filter), from
     /// `PACKET_STATISTICS`, summed over reads.
@@ -146,7 +212,44 @@ pub struct RxStats {
     pub kernel_freezes: u64,
 }
 
-/// An AF_PACKET receive socket with a TPACKET_V3 ring on one interface.
+/// Where the status words are: one per block (V3) or per frame slot (V2).
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    Blocks {
+        block_size: usize,
+        block_count: usize,
+    },
+    Slots {
+        frame_size: usize,
+        frame_count: usize,
+        max_batch: usize,
+    },
+}
+
+impl Layout {
+    /// Units (blocks or slots) in the ring.
+    fn units(&self) -> usize {
+        match *self {
+            Layout::Blocks { block_count, .. } => block_count,
+            Layout::Slots { frame_count, .. } => frame_count,
+        }
+    }
+
+    /// Byte offset of unit `i` and of its status word.
+    fn offsets(&self, i: usize) -> (usize, usize) {
+        match *self {
+            Layout::Blocks { block_size, .. } => {
+                (i * block_size, i * block_size + tpacket::block::STATUS)
+            }
+            Layout::Slots { frame_size, .. } => {
+                (i * frame_size, i * frame_size + tpacket2::hdr::STATUS)
+            }
+        }
+    }
+}
+
+/// An AF_PACKET receive socket with a TPACKET_V2 or V3 ring on one
+/// interface.
 #[derive(Debug)]
 pub struct AfPacket {
     // Field order: the mapping is unmapped before the socket is closed.
@@ -154,9 +257,9 @@ pub struct AfPacket {
     fd: OwnedFd,
     iface: String,
     ifindex: u32,
-    block_size: usize,
-    block_count: usize,
-    /// The next block to hand over (the kernel fills them in order).
+    layout: Layout,
+    /// The next block or slot to hand over (the kernel fills them in
+    /// order).
     current: usize,
     stats: RxStats,
 }
@@ -183,7 +286,11 @@ impl AfPacket {
         // Protocol 0: nothing is queued to this socket until `bind` below.
         let fd = sys::packet_socket(0).map_err(err("socket(AF_PACKET)"))?;
         let s = fd.as_fd();
-        sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_VERSION, &sys::TPACKET_V3)
+        let version = match cfg.version {
+            RingVersion::V2 => sys::TPACKET_V2,
+            RingVersion::V3 => sys::TPACKET_V3,
+        };
+        sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_VERSION, &version)
             .map_err(err("setsockopt(PACKET_VERSION)"))?;
         if let Some(filter) = &cfg.filter {
             attach_filter(s, filter).map_err(err("setsockopt(SO_ATTACH_FILTER)"))?;
@@ -192,20 +299,44 @@ impl AfPacket {
             sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_IGNORE_OUTGOING, &1i32)
                 .map_err(err("setsockopt(PACKET_IGNORE_OUTGOING)"))?;
         }
-        let req = sys::TpacketReq3 {
-            block_size: cfg.block_size,
-            block_nr: cfg.block_count,
-            frame_size: cfg.frame_size,
-            frame_nr: cfg.block_size / cfg.frame_size * cfg.block_count,
-            retire_blk_tov: cfg
-                .retire_timeout
-                .as_millis()
-                .clamp(1, u128::from(u32::MAX)) as u32,
-            sizeof_priv: 0,
-            feature_req_word: 0,
+        let frame_nr = cfg.block_size / cfg.frame_size * cfg.block_count;
+        let layout = match cfg.version {
+            RingVersion::V2 => {
+                let req = sys::TpacketReq {
+                    block_size: cfg.block_size,
+                    block_nr: cfg.block_count,
+                    frame_size: cfg.frame_size,
+                    frame_nr,
+                };
+                sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_RX_RING, &req)
+                    .map_err(err("setsockopt(PACKET_RX_RING)"))?;
+                Layout::Slots {
+                    frame_size: cfg.frame_size as usize,
+                    frame_count: frame_nr as usize,
+                    max_batch: cfg.max_batch as usize,
+                }
+            }
+            RingVersion::V3 => {
+                let req = sys::TpacketReq3 {
+                    block_size: cfg.block_size,
+                    block_nr: cfg.block_count,
+                    frame_size: cfg.frame_size,
+                    frame_nr,
+                    retire_blk_tov: cfg
+                        .retire_timeout
+                        .as_millis()
+                        .clamp(1, u128::from(u32::MAX)) as u32,
+                    sizeof_priv: 0,
+                    feature_req_word: 0,
+                };
+                sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_RX_RING, &req)
+                    .map_err(err("setsockopt(PACKET_RX_RING)"))?;
+                Layout::Blocks {
+                    block_size: cfg.block_size as usize,
+                    block_count: cfg.block_count as usize,
+                }
+            }
         };
-        sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_RX_RING, &req)
-            .map_err(err("setsockopt(PACKET_RX_RING)"))?;
         let len = cfg.block_size as usize * cfg.block_count as usize;
         let ring = Mmap::ring(s, len).map_err(err("mmap(ring)"))?;
         sys::bind_packet(s, ifindex, sys::ETH_P_ALL_BE).map_err(err("bind"))?;
@@ -242,8 +373,7 @@ impl AfPacket {
             fd,
             iface,
             ifindex,
-            block_size: cfg.block_size as usize,
-            block_count: cfg.block_count as usize,
+            layout,
             current: 0,
             stats: RxStats::default(),
         })
@@ -271,25 +401,40 @@ impl AfPacket {
             .map_err(|e| IoError::sys("setsockopt(SO_ATTACH_FILTER)", self.iface.clone(), e))
     }
 
-    /// The status word of block `i`, shared with the kernel.
+    /// The ring layout this socket was opened with.
+    pub fn version(&self) -> RingVersion {
+        match self.layout {
+            Layout::Blocks { .. } => RingVersion::V3,
+            Layout::Slots { .. } => RingVersion::V2,
+        }
+    }
+
+    /// The status word of block or slot `i`, shared with the kernel.
     fn status(&self, i: usize) -> &AtomicU32 {
-        debug_assert!(i < self.block_count);
-        let off = i * self.block_size + tpacket::block::STATUS;
+        assert!(i < self.layout.units());
+        let (_, off) = self.layout.offsets(i);
         debug_assert!(off + 4 <= self.ring.len());
-        // SAFETY: `off` is inside the mapping (i < block_count) and 4-byte
-        // aligned (blocks are page aligned, the field at offset 8). The
-        // word is written concurrently by the kernel, which is what an
-        // atomic is for; no `&mut` to this block exists while `&self` is
-        // borrowed here (an `RxBlock` holds `&mut self`).
+        // SAFETY: `off` is inside the mapping (i < units, and the mapping
+        // is units × unit size long) and 4-byte aligned (blocks are page
+        // aligned with the field at offset 8; V2 slots are multiples of 16
+        // bytes with the field at offset 0). The word is written
+        // concurrently by the kernel, which is what an atomic is for; no
+        // `&mut` to this unit exists while `&self` is borrowed here (an
+        // `RxBlock` holds `&mut self`).
         unsafe { AtomicU32::from_ptr(self.ring.as_ptr().add(off).cast::<u32>()) }
     }
 
-    fn ready(&self) -> bool {
-        self.status(self.current).load(Ordering::Acquire) & sys::TP_STATUS_USER != 0
+    fn is_user(&self, i: usize) -> bool {
+        self.status(i).load(Ordering::Acquire) & sys::TP_STATUS_USER != 0
     }
 
-    /// The next block of frames, waiting up to `timeout` for one (with
-    /// poll(2): an idle worker sleeps). `Ok(None)` when nothing arrived.
+    fn ready(&self) -> bool {
+        self.is_user(self.current)
+    }
+
+    /// The next block of frames (V2: the run of frames ready now, at most
+    /// `max_batch`), waiting up to `timeout` for one (with poll(2): an
+    /// idle worker sleeps). `Ok(None)` when nothing arrived.
     ///
     /// The frames' bytes stay valid until the returned block is dropped;
     /// queue their transmissions on a [`TxBatch`](super::TxBatch) and
@@ -320,20 +465,52 @@ impl AfPacket {
             }
         }
         let i = self.current;
-        let start = i * self.block_size;
-        // SAFETY: block `i` lies inside the mapping. Its status is USER
-        // (read with Acquire above, pairing with the kernel's release when
-        // it retired the block), so the kernel will not touch these bytes
-        // until we store KERNEL in `RxBlock::drop`. The slice borrows
-        // `self` mutably through the `RxBlock`, so no other slice of this
-        // block (nor the mapping's unmapping) can exist meanwhile.
-        let data = unsafe {
-            std::slice::from_raw_parts_mut(self.ring.as_ptr().add(start), self.block_size)
+        let (start, units, kind) = match self.layout {
+            Layout::Blocks {
+                block_size,
+                block_count,
+            } => (i * block_size, block_size, Kind::Block { block_count }),
+            Layout::Slots {
+                frame_size,
+                frame_count,
+                max_batch,
+            } => {
+                // The run of slots the kernel has handed over, in order;
+                // it stops at the first one still the kernel's, at the
+                // batch bound and at the ring's end (the slice must be
+                // contiguous; the next call starts at slot 0).
+                let limit = max_batch.min(frame_count - i);
+                let mut n = 1;
+                while n < limit && self.is_user(i + n) {
+                    n += 1;
+                }
+                let seq = self.stats.blocks;
+                (
+                    i * frame_size,
+                    n * frame_size,
+                    Kind::Slots {
+                        frame_size,
+                        frame_count,
+                        n,
+                        seq,
+                    },
+                )
+            }
         };
+        debug_assert!(start + units <= self.ring.len());
+        // SAFETY: the range lies inside the mapping (units below the
+        // ring's count, V2 runs stopped at the ring's end). Every block or
+        // slot in it has status USER (read with Acquire above, pairing
+        // with the kernel's release when it handed the unit over), so the
+        // kernel will not touch these bytes until we store KERNEL in
+        // `RxBlock::drop`. The slice borrows `self` mutably through the
+        // `RxBlock`, so no other slice of the ring (nor the mapping's
+        // unmapping) can exist meanwhile.
+        let data = unsafe { std::slice::from_raw_parts_mut(self.ring.as_ptr().add(start), units) };
         Ok(Some(RxBlock {
             data,
             next: &mut self.current,
-            block_count: self.block_count,
+            kind,
             stats: &mut self.stats,
         }))
     }
@@ -365,12 +542,28 @@ fn attach_filter(fd: BorrowedFd<'_>, filter: &Filter) -> std::io::Result<()> {
     sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
-/// One block handed over by the kernel. Dropping it gives it back.
+/// What an [`RxBlock`] covers.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// One V3 block of a ring of `block_count`.
+    Block { block_count: usize },
+    /// `n` consecutive V2 slots of a ring of `frame_count`; `seq` counts
+    /// the batches of the socket.
+    Slots {
+        frame_size: usize,
+        frame_count: usize,
+        n: usize,
+        seq: u64,
+    },
+}
+
+/// One block (V3) or run of frames (V2) handed over by the kernel.
+/// Dropping it gives it back.
 #[derive(Debug)]
 pub struct RxBlock<'r> {
     data: &'r mut [u8],
     next: &'r mut usize,
-    block_count: usize,
+    kind: Kind,
     stats: &'r mut RxStats,
 }
 
@@ -378,37 +571,71 @@ impl RxBlock<'_> {
     /// The frames of the block, each lent as `&mut [u8]` until the block
     /// is dropped.
     pub fn frames(&mut self) -> Frames<'_> {
-        Frames::counted(self.data, Some(&mut self.stats.malformed_blocks))
+        let counter = Some(&mut self.stats.malformed_blocks);
+        match self.kind {
+            Kind::Block { .. } => Frames::counted(self.data, counter),
+            Kind::Slots { frame_size, .. } => Frames::slots(self.data, frame_size, counter),
+        }
     }
 
     /// Frames in the block, as the kernel counted them.
     pub fn len(&self) -> usize {
-        BlockHeader::parse(self.data).map_or(0, |h| h.num_pkts as usize)
+        match self.kind {
+            Kind::Block { .. } => BlockHeader::parse(self.data).map_or(0, |h| h.num_pkts as usize),
+            Kind::Slots { n, .. } => n,
+        }
     }
 
-    /// Whether the block holds no frame (a timer-retired empty block).
+    /// Whether the block holds no frame (a timer-retired empty V3 block;
+    /// never for V2).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The kernel's sequence number of the block.
+    /// V3: the kernel's sequence number of the block; V2: the socket's
+    /// count of batches before this one.
     pub fn seq(&self) -> u64 {
-        BlockHeader::parse(self.data).map_or(0, |h| h.seq)
+        match self.kind {
+            Kind::Block { .. } => BlockHeader::parse(self.data).map_or(0, |h| h.seq),
+            Kind::Slots { seq, .. } => seq,
+        }
     }
+}
+
+/// Gives the unit starting at `unit[status_off..]` back to the kernel.
+fn release(unit: &mut [u8], status_off: usize) {
+    let status = &mut unit[status_off..status_off + 4];
+    // SAFETY: the status word is inside this unit and 4-byte aligned
+    // (page-aligned block with the word at offset 8, or a slot of a
+    // multiple of 16 bytes with it at offset 0), and derived from our
+    // `&mut` slice, which is not used again after this store.
+    let word = unsafe { AtomicU32::from_ptr(status.as_mut_ptr().cast::<u32>()) };
+    // Release: every read and in-place write of the frames happens before
+    // the kernel may reuse the unit.
+    word.store(sys::TP_STATUS_KERNEL, Ordering::Release);
 }
 
 impl Drop for RxBlock<'_> {
     fn drop(&mut self) {
+        let len = self.len();
         self.stats.blocks += 1;
-        self.stats.frames += self.len() as u64;
-        let status = &mut self.data[tpacket::block::STATUS..tpacket::block::STATUS + 4];
-        // SAFETY: the status word is inside this block, 4-byte aligned
-        // (page-aligned block, offset 8), and derived from our `&mut`
-        // slice, which is not used again after this store.
-        let word = unsafe { AtomicU32::from_ptr(status.as_mut_ptr().cast::<u32>()) };
-        // Release: every read and in-place write of the frames happens
-        // before the kernel may reuse the block.
-        word.store(sys::TP_STATUS_KERNEL, Ordering::Release);
-        *self.next = (*self.next + 1) % self.block_count;
+        self.stats.frames += len as u64;
+        match self.kind {
+            Kind::Block { block_count } => {
+                release(self.data, tpacket::block::STATUS);
+                *self.next = (*self.next + 1) % block_count;
+            }
+            Kind::Slots {
+                frame_size,
+                frame_count,
+                n,
+                ..
+            } => {
+                for slot in self.data.chunks_exact_mut(frame_size) {
+                    release(slot, tpacket2::hdr::STATUS);
+                }
+                *self.next = (*self.next + n) % frame_count;
+            }
+        }
     }
 }

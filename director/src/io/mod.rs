@@ -2,15 +2,18 @@
 //! kernel, and the only one allowed `unsafe` (each block says why it is
 //! sound in a `// SAFETY:` comment; most of them are in `sys.rs`).
 //!
-//! - [`AfPacket`]: a receive socket on one interface with a TPACKET_V3
-//!   ring, a fanout group ([`Fanout`], flow hash by default) so N workers
-//!   share the interface, `PACKET_IGNORE_OUTGOING`, and a classic BPF
-//!   [`Filter`] built from the dataplane's predicates (ARP, IPv4 to the
-//!   VIPs, IPv4 from the NAT real servers, VRRP). [`AfPacket::recv`] waits
-//!   with poll(2) — an idle worker sleeps — and hands over one ring block
-//!   ([`RxBlock`]) whose frames are lent as `&mut [u8]` with their
-//!   [`FrameMeta`] (checksum partial/verified, stripped VLAN tag); dropping
-//!   the block gives it back to the kernel. Nothing is allocated per frame.
+//! - [`AfPacket`]: a receive socket on one interface with a TPACKET_V2
+//!   ring (each frame handed over as it arrives; the default) or a
+//!   TPACKET_V3 one (frames batched in blocks; [`RingVersion`]), a fanout
+//!   group ([`Fanout`], flow hash by default) so N workers share the
+//!   interface, `PACKET_IGNORE_OUTGOING`, and a classic BPF [`Filter`]
+//!   built from the dataplane's predicates (ARP, IPv4 to the VIPs, IPv4
+//!   from the NAT real servers, VRRP). [`AfPacket::recv`] waits with
+//!   poll(2) — an idle worker sleeps — and hands over one ring block or
+//!   run of frames ([`RxBlock`]) whose frames are lent as `&mut [u8]` with
+//!   their [`FrameMeta`] (checksum partial/verified, stripped VLAN tag);
+//!   dropping the block gives it back to the kernel. Nothing is allocated
+//!   per frame.
 //! - [`TxQueue`]/[`TxBatch`]: batched `sendmmsg` of frames straight from
 //!   the ring, prefix + body for TUN (two iovecs), and small copied frames
 //!   (ICMP, ARP); errors are counted in [`TxStats`], never raised.
@@ -60,9 +63,10 @@ mod iface;
 mod netns;
 mod sys;
 mod tpacket;
+mod tpacket2;
 mod tx;
 
-pub use afpacket::{AfPacket, Fanout, FanoutMode, RxBlock, RxConfig, RxStats};
+pub use afpacket::{AfPacket, Fanout, FanoutMode, RingVersion, RxBlock, RxConfig, RxStats};
 pub use bpf::{Filter, FilterBuilder, FilterTooLong, MAX_INSNS, SockFilter, op};
 pub use error::IoError;
 pub use iface::{IfInfo, if_index, if_info};

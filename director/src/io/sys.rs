@@ -25,6 +25,7 @@ pub(crate) const PACKET_VERSION: libc::c_int = 10;
 pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = 20;
 pub(crate) const PACKET_FANOUT: libc::c_int = 18;
 pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+pub(crate) const TPACKET_V2: libc::c_int = 1;
 pub(crate) const TPACKET_V3: libc::c_int = 2;
 pub(crate) const PACKET_MR_PROMISC: libc::c_ushort = 1;
 
@@ -42,6 +43,16 @@ pub(crate) const TP_STATUS_USER: u32 = 1;
 /// ETH_P_ALL in network byte order, as `socket(2)` and `bind(2)` want it.
 pub(crate) const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
 
+/// `struct tpacket_req` (TPACKET_V1/V2 rings).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TpacketReq {
+    pub block_size: u32,
+    pub block_nr: u32,
+    pub frame_size: u32,
+    pub frame_nr: u32,
+}
+
 /// `struct tpacket_req3`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,7 +66,8 @@ pub(crate) struct TpacketReq3 {
     pub feature_req_word: u32,
 }
 
-/// `struct tpacket_stats_v3`.
+/// `struct tpacket_stats_v3`. For a V2 socket the kernel fills only the
+/// first two fields (`struct tpacket_stats`) and leaves the third 0.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TpacketStatsV3 {

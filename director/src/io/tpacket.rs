@@ -24,7 +24,11 @@
 //! The walk trusts nothing: a frame whose header or bytes would fall
 //! outside the block, or overlap the previous frame's, ends the walk and
 //! is counted as malformed.
+//!
+//! [`Frames`] and [`FrameMeta`] are shared with the TPACKET_V2 ring
+//! (`tpacket2.rs`), whose frames are walked slot by slot instead.
 
+use super::tpacket2::SlotFrames;
 use crate::forward::L4Csum;
 
 /// Offsets in `tpacket_block_desc`.
@@ -107,6 +111,35 @@ pub struct FrameMeta {
 }
 
 impl FrameMeta {
+    /// From a frame header's fields (V2 and V3 share the status bits):
+    /// `ts` is (sec, nsec), `vlan` is (tci, tpid).
+    #[inline]
+    pub(crate) fn from_header(
+        status: u32,
+        wire_len: u32,
+        snap_len: u32,
+        ts: (u32, u32),
+        vlan: (u16, u16),
+    ) -> FrameMeta {
+        FrameMeta {
+            wire_len,
+            ts_sec: ts.0,
+            ts_nsec: ts.1,
+            csum_not_ready: status & status::CSUMNOTREADY != 0,
+            csum_valid: status & status::CSUM_VALID != 0,
+            vlan: (status & status::VLAN_VALID != 0).then_some(VlanTag {
+                tci: vlan.0,
+                tpid: if status & status::VLAN_TPID_VALID != 0 {
+                    vlan.1
+                } else {
+                    0x8100
+                },
+            }),
+            losing: status & status::LOSING != 0,
+            snap_len,
+        }
+    }
+
     /// The checksum policy for `forward::classify`: partial checksums are
     /// completed, verified ones trusted, the rest verified.
     pub fn l4_csum(&self) -> L4Csum {
@@ -182,9 +215,71 @@ impl BlockHeader {
     }
 }
 
-/// The frames of one block, in order; each a disjoint `&mut` slice.
+/// The frames of one handed-over batch (a V3 block, or a run of V2
+/// slots), in order; each a disjoint `&mut` slice.
 #[derive(Debug)]
-pub struct Frames<'a> {
+pub struct Frames<'a>(Walk<'a>);
+
+#[derive(Debug)]
+enum Walk<'a> {
+    Block(BlockFrames<'a>),
+    Slots(SlotFrames<'a>),
+}
+
+impl<'a> Frames<'a> {
+    /// Walks a V3 `block` (a whole block, descriptor included).
+    #[cfg(test)]
+    pub(crate) fn new(block: &'a mut [u8]) -> Frames<'a> {
+        Self::counted(block, None)
+    }
+
+    /// As [`Frames::new`], adding 1 to `counter` if the walk stops early.
+    pub(crate) fn counted(block: &'a mut [u8], counter: Option<&'a mut u64>) -> Frames<'a> {
+        Frames(Walk::Block(BlockFrames::new(block, counter)))
+    }
+
+    /// Walks consecutive V2 frame slots of `frame_size` bytes each, adding
+    /// 1 to `counter` per slot that makes no sense (it is skipped).
+    pub(crate) fn slots(
+        slots: &'a mut [u8],
+        frame_size: usize,
+        counter: Option<&'a mut u64>,
+    ) -> Frames<'a> {
+        Frames(Walk::Slots(SlotFrames::new(slots, frame_size, counter)))
+    }
+
+    /// Whether the walk met a malformed frame (V3: and stopped there).
+    pub fn malformed(&self) -> bool {
+        match &self.0 {
+            Walk::Block(b) => b.malformed(),
+            Walk::Slots(s) => s.malformed(),
+        }
+    }
+
+    /// Frames not yet returned, as the kernel counts them.
+    pub fn remaining(&self) -> u32 {
+        match &self.0 {
+            Walk::Block(b) => b.remaining(),
+            Walk::Slots(s) => s.remaining(),
+        }
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = RxFrame<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<RxFrame<'a>> {
+        match &mut self.0 {
+            Walk::Block(b) => b.next(),
+            Walk::Slots(s) => s.next(),
+        }
+    }
+}
+
+/// The walk over one TPACKET_V3 block's frame chain.
+#[derive(Debug)]
+pub(crate) struct BlockFrames<'a> {
     /// The not yet lent tail of the block, starting at block offset `base`.
     rest: &'a mut [u8],
     base: usize,
@@ -197,15 +292,10 @@ pub struct Frames<'a> {
     malformed_counter: Option<&'a mut u64>,
 }
 
-impl<'a> Frames<'a> {
-    /// Walks `block` (a whole block, descriptor included).
-    #[cfg(test)]
-    pub(crate) fn new(block: &'a mut [u8]) -> Frames<'a> {
-        Self::counted(block, None)
-    }
-
-    /// As [`Frames::new`], adding 1 to `counter` if the walk stops early.
-    pub(crate) fn counted(block: &'a mut [u8], counter: Option<&'a mut u64>) -> Frames<'a> {
+impl<'a> BlockFrames<'a> {
+    /// Walks `block` (a whole block, descriptor included), adding 1 to
+    /// `counter` if the walk stops early.
+    pub(crate) fn new(block: &'a mut [u8], counter: Option<&'a mut u64>) -> BlockFrames<'a> {
         let (next, left, limit) = match BlockHeader::parse(block) {
             Some(h) => (
                 Some(h.first as usize),
@@ -217,7 +307,7 @@ impl<'a> Frames<'a> {
         let malformed = next.is_none();
         // Bytes past blk_len were not written by the kernel for this block.
         let (block, _) = block.split_at_mut(limit);
-        let mut f = Frames {
+        let mut f = BlockFrames {
             rest: block,
             base: 0,
             next,
@@ -231,13 +321,11 @@ impl<'a> Frames<'a> {
         f
     }
 
-    /// Whether the walk stopped early at a malformed frame.
-    pub fn malformed(&self) -> bool {
+    fn malformed(&self) -> bool {
         self.malformed
     }
 
-    /// Frames not yet returned, as the descriptor counts them.
-    pub fn remaining(&self) -> u32 {
+    fn remaining(&self) -> u32 {
         self.left
     }
 
@@ -258,7 +346,7 @@ impl<'a> Frames<'a> {
     }
 }
 
-impl<'a> Iterator for Frames<'a> {
+impl<'a> Iterator for BlockFrames<'a> {
     type Item = RxFrame<'a>;
 
     fn next(&mut self) -> Option<RxFrame<'a>> {
@@ -277,23 +365,13 @@ impl<'a> Iterator for Frames<'a> {
         let snap = rd_u32(h, hdr::SNAPLEN) as usize;
         let status = rd_u32(h, hdr::STATUS);
         let mac = usize::from(rd_u16(h, hdr::MAC));
-        let meta = FrameMeta {
-            wire_len: rd_u32(h, hdr::LEN),
-            ts_sec: rd_u32(h, hdr::SEC),
-            ts_nsec: rd_u32(h, hdr::NSEC),
-            csum_not_ready: status & status::CSUMNOTREADY != 0,
-            csum_valid: status & status::CSUM_VALID != 0,
-            vlan: (status & status::VLAN_VALID != 0).then(|| VlanTag {
-                tci: rd_u32(h, hdr::VLAN_TCI) as u16,
-                tpid: if status & status::VLAN_TPID_VALID != 0 {
-                    rd_u16(h, hdr::VLAN_TPID)
-                } else {
-                    0x8100
-                },
-            }),
-            losing: status & status::LOSING != 0,
-            snap_len: snap as u32,
-        };
+        let meta = FrameMeta::from_header(
+            status,
+            rd_u32(h, hdr::LEN),
+            snap as u32,
+            (rd_u32(h, hdr::SEC), rd_u32(h, hdr::NSEC)),
+            (rd_u32(h, hdr::VLAN_TCI) as u16, rd_u16(h, hdr::VLAN_TPID)),
+        );
         // The frame's bytes follow its header and must fit the block.
         let start = rel + mac;
         if mac < hdr::SIZE || start + snap > self.rest.len() {

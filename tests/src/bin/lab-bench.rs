@@ -9,7 +9,8 @@
 //!
 //! - `direct`: no balancer; two wrk (`-t1 -c32`) hit rs1 and rs2 at once,
 //!   summed;
-//! - `dr`, `tun`, `nat`: directord (`workers = 1`) in the three LVS modes,
+//! - `dr`, `tun`, `nat`: directord (`workers = 1` per interface unless
+//!   `--workers`; its default receive ring unless `--rx-ring`) in the three LVS modes,
 //!   as `director/tests/directord_lab.rs` builds them (TUN: real servers
 //!   behind a router, `dirctl realserver decap`);
 //! - `nft`: nftables DNAT round robin (`numgen inc mod 2`), kernel
@@ -24,6 +25,7 @@
 //!
 //! ```text
 //! lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
+//!           [--workers N] [--rx-ring v2|v3]
 //! ```
 //!
 //! Needs root, wrk, nft, haproxy, nginx; `deploy/bench/lab.sh` installs
@@ -49,12 +51,15 @@ use lab_tests::{
 
 const USAGE: &str = "\
 usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
+                 [--workers N] [--rx-ring v2|v3]
 
   --directord PATH  the directord binary (target/release/directord)
   --dirctl PATH     the dirctl binary (target/release/dirctl)
   --runs N          wrk runs per system and workload; the median is shown (default 3)
   --duration S      seconds per wrk run (default 8)
   --systems LIST    among direct,dr,tun,nat,nft,haproxy (default all)
+  --workers N       directord's workers per data interface (default 1)
+  --rx-ring R       directord's receive ring, v2 or v3 (default: directord's own)
 Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this.";
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,7 +150,28 @@ struct Args {
     runs: usize,
     duration: u64,
     systems: Vec<System>,
+    daemon: DaemonOpts,
     help: bool,
+}
+
+/// What the bench sets in directord's `[dataplane]`.
+#[derive(Debug, Clone, Default)]
+struct DaemonOpts {
+    /// `workers`; 1 when unset.
+    workers: Option<usize>,
+    /// `rx_ring`; directord's default when unset.
+    rx_ring: Option<String>,
+}
+
+impl DaemonOpts {
+    /// The `[dataplane]` section.
+    fn section(&self) -> String {
+        let mut s = format!("[dataplane]\nworkers = {}\n", self.workers.unwrap_or(1));
+        if let Some(r) = &self.rx_ring {
+            s.push_str(&format!("rx_ring = \"{r}\"\n"));
+        }
+        s
+    }
 }
 
 fn parse_args() -> Result<Args> {
@@ -155,6 +181,7 @@ fn parse_args() -> Result<Args> {
         runs: 3,
         duration: 8,
         systems: ALL_SYSTEMS.to_vec(),
+        daemon: DaemonOpts::default(),
         help: false,
     };
     let mut it = std::env::args().skip(1);
@@ -190,6 +217,16 @@ fn parse_args() -> Result<Args> {
                 v.dedup();
                 ensure!(!v.is_empty(), "--systems: none given");
                 a.systems = v;
+            }
+            "--workers" => {
+                let n: usize = value()?.parse().context("--workers")?;
+                ensure!((1..=16).contains(&n), "--workers: 1 to 16");
+                a.daemon.workers = Some(n);
+            }
+            "--rx-ring" => {
+                let r = value()?;
+                ensure!(r == "v2" || r == "v3", "--rx-ring: v2 or v3");
+                a.daemon.rx_ring = Some(r);
             }
             "-h" | "--help" => a.help = true,
             _ => bail!("unknown argument `{arg}`"),
@@ -276,14 +313,19 @@ fn bench(args: &Args) -> Result<()> {
         args.duration,
         args.runs
     );
+    println!(
+        "lab-bench: directord with workers = {} per interface, rx ring {}",
+        args.daemon.workers.unwrap_or(1),
+        args.daemon.rx_ring.as_deref().unwrap_or("(its default)")
+    );
     let t0 = Instant::now();
     let mut cells: BTreeMap<(System, Workload), Cell> = BTreeMap::new();
     let mut notes: Vec<String> = Vec::new();
     for &system in &args.systems {
         let ts = Instant::now();
         eprintln!("\n== {}", system.title());
-        let mut net =
-            build(&bins, system).with_context(|| format!("{}: building", system.title()))?;
+        let mut net = build(&bins, system, &args.daemon)
+            .with_context(|| format!("{}: building", system.title()))?;
         check(&net).with_context(|| format!("{}: first requests", system.title()))?;
         for &w in &WORKLOADS {
             let mut samples = Vec::new();
@@ -465,14 +507,12 @@ const DR_VIP: &str = "10.21.0.100";
 const TUN_VIP: &str = "10.22.0.100";
 const NAT_VIP: &str = "10.23.0.100";
 
-fn dr_config() -> String {
+fn dr_config(d: &DaemonOpts) -> String {
     format!(
         r#"
 [node]
 name = "bench-dr"
-[dataplane]
-workers = 1
-[[interface]]
+{}[[interface]]
 name = "eth0"
 address = "10.21.0.2/24"
 [[service]]
@@ -485,18 +525,17 @@ scheduler = "rr"
   [[service.real_server]]
   address = "10.21.0.12:80"
   method = "dr"
-"#
+"#,
+        d.section()
     )
 }
 
-fn tun_config() -> String {
+fn tun_config(d: &DaemonOpts) -> String {
     format!(
         r#"
 [node]
 name = "bench-tun"
-[dataplane]
-workers = 1
-[[interface]]
+{}[[interface]]
 name = "eth0"
 address = "10.22.0.2/24"
 gateway = "10.22.0.1"
@@ -510,18 +549,17 @@ scheduler = "rr"
   [[service.real_server]]
   address = "10.32.0.12:80"
   method = "tun"
-"#
+"#,
+        d.section()
     )
 }
 
-fn nat_config() -> String {
+fn nat_config(d: &DaemonOpts) -> String {
     format!(
         r#"
 [node]
 name = "bench-nat"
-[dataplane]
-workers = 1
-[[interface]]
+{}[[interface]]
 name = "eth0"
 address = "10.23.0.2/24"
 [[interface]]
@@ -538,7 +576,8 @@ scheduler = "rr"
   [[service.real_server]]
   address = "10.33.0.12:80"
   method = "nat"
-"#
+"#,
+        d.section()
     )
 }
 
@@ -574,7 +613,7 @@ backend be
     )
 }
 
-fn build(bins: &Bins, system: System) -> Result<Net> {
+fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
     let name = match system {
         System::Direct => "bdirect",
         System::Dr => "bdr",
@@ -714,9 +753,9 @@ fn build(bins: &Bins, system: System) -> Result<Net> {
     }
     client_sysctls(&lab, &client, system)?;
     let balancer_proc = match (system, &balancer) {
-        (System::Dr, Some(h)) => Some(start_directord(&lab, h, bins, &dr_config())?),
-        (System::Tun, Some(h)) => Some(start_directord(&lab, h, bins, &tun_config())?),
-        (System::Nat, Some(h)) => Some(start_directord(&lab, h, bins, &nat_config())?),
+        (System::Dr, Some(h)) => Some(start_directord(&lab, h, bins, &dr_config(d))?),
+        (System::Tun, Some(h)) => Some(start_directord(&lab, h, bins, &tun_config(d))?),
+        (System::Nat, Some(h)) => Some(start_directord(&lab, h, bins, &nat_config(d))?),
         (System::Nft, Some(h)) => {
             lab.enable_forwarding(h)?;
             let path = lab.unique_path("nft", ".rules");
