@@ -584,8 +584,13 @@ async fn mutual_tls_accepts_the_pair_and_refuses_strangers() {
     assert_eq!(sink.len(), 0);
     assert!(m.server.status().subscribers.is_empty());
     let err = sub.status().last_error.unwrap_or_default();
+    // In TLS 1.3 the server checks the client's certificate after the
+    // client has sent its Finished: the client sees either the server's
+    // UnknownCA alert or, when its first write races the alert, the
+    // connection closing under it. Either way it is refused (asserted
+    // above: not connected, nothing applied, no subscriber on the master).
     assert!(
-        err.contains("UnknownCA"),
+        err.contains("UnknownCA") || err.contains("transport error"),
         "the master refuses the certificate: {err}"
     );
     sub.shutdown().await;
