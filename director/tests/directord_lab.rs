@@ -36,15 +36,7 @@ fn no_offloads(lab: &Lab, ifaces: &[&Iface]) -> Result<()> {
 /// `n` requests from `client` to `url`; returns the names of the real
 /// servers that answered, in order. Every request must succeed.
 fn requests(lab: &Lab, client: &Host, url: &str, n: usize) -> Result<Vec<String>> {
-    let mut names = Vec::with_capacity(n);
-    for i in 0..n {
-        let r = lab
-            .curl(client, url)
-            .with_context(|| format!("request {i} to {url}"))?;
-        ensure!(r.status == 200, "request {i}: HTTP {}", r.status);
-        names.push(r.text().trim().to_string());
-    }
-    Ok(names)
+    lab.names_of_requests(client, url, n)
 }
 
 /// nginx on every address of `host` (DR and TUN real servers receive on

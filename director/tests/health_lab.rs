@@ -22,7 +22,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use lab_tests::{Bins, Directord, Host, HttpServer, Lab, NginxOptions, sha256_file};
 
 const DIRECTORD: &str = env!("CARGO_BIN_EXE_directord");
@@ -110,16 +110,7 @@ impl HealthLab {
     /// `n` requests to `url`; the names of the servers that answered.
     /// Every request must succeed with 200.
     fn requests(&self, url: &str, n: usize) -> Result<Vec<String>> {
-        (0..n)
-            .map(|i| {
-                let r = self
-                    .lab
-                    .curl(&self.client, url)
-                    .with_context(|| format!("request {i} to {url}"))?;
-                ensure!(r.status == 200, "request {i} to {url}: HTTP {}", r.status);
-                Ok(r.text().trim().to_string())
-            })
-            .collect()
+        self.lab.names_of_requests(&self.client, url, n)
     }
 
     fn health(&self) -> Result<String> {

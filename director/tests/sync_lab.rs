@@ -72,13 +72,12 @@ fn summary(out: &str) -> Result<Summary> {
 }
 
 /// Wait (bounded) for lab-flows to finish and read its summary.
-fn finish(p: &PairLab, mut flows: LabChild, within: Duration) -> Result<Summary> {
+fn finish(mut flows: LabChild, within: Duration) -> Result<Summary> {
     let status = flows.wait_timeout(within)?;
     ensure!(
         status.is_some(),
         "lab-flows did not finish within {within:?}"
     );
-    let _ = p;
     summary(&flows.stdout_text())
 }
 
@@ -141,7 +140,7 @@ fn two_hundred_flows_survive_failover_and_failback_with_sync() -> Result<()> {
     )?;
     p.wait_state(&a2, "MASTER", Duration::from_secs(8))
         .context("the returning master preempts once synced")?;
-    let s = finish(&p, client, Duration::from_secs(30))?;
+    let s = finish(client, Duration::from_secs(30))?;
     println!(
         "with sync: {}/{} flows carried on, {} moved; longest gap per flow p50 {} ms, p99 {} ms",
         s.conns - s.broken,
@@ -170,7 +169,7 @@ fn without_sync_a_failover_breaks_established_flows() -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     a.proc.kill();
     p.wait_state(&b, "MASTER", ELECTION)?;
-    let s = finish(&p, client, Duration::from_secs(30))?;
+    let s = finish(client, Duration::from_secs(30))?;
     println!(
         "without sync: {}/{} flows broke after the failover",
         s.broken, s.conns

@@ -261,6 +261,20 @@ impl Lab {
         })
     }
 
+    /// `n` GETs of `url` from `host`, each of which must succeed with 200;
+    /// the bodies (the lab's nginx answers with the server's name), in order.
+    pub fn names_of_requests(&self, host: &Host, url: &str, n: usize) -> Result<Vec<String>> {
+        (0..n)
+            .map(|i| {
+                let r = self
+                    .curl(host, url)
+                    .with_context(|| format!("request {i} to {url}"))?;
+                ensure!(r.status == 200, "request {i} to {url}: HTTP {}", r.status);
+                Ok(r.text().trim().to_string())
+            })
+            .collect()
+    }
+
     /// `curl URL` from `host` with default options.
     pub fn curl(&self, host: &Host, url: &str) -> Result<HttpResponse> {
         self.curl_with(host, url, &CurlOptions::default())

@@ -15,7 +15,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 
 use crate::cmd::wait_until;
 use crate::directord::{Bins, Directord};
@@ -237,16 +237,7 @@ garp_master_delay = {garp}
     /// `n` HTTP requests to the VIP from the client; every one must get a
     /// 200 from a real server. Returns who answered.
     pub fn requests(&self, n: usize) -> Result<Vec<String>> {
-        let url = format!("http://{VIP}/");
-        let mut names = Vec::with_capacity(n);
-        for i in 0..n {
-            let r = self
-                .lab
-                .curl(&self.client, &url)
-                .with_context(|| format!("request {i} to {url}"))?;
-            ensure!(r.status == 200, "request {i}: HTTP {}", r.status);
-            names.push(r.text().trim().to_string());
-        }
-        Ok(names)
+        self.lab
+            .names_of_requests(&self.client, &format!("http://{VIP}/"), n)
     }
 }

@@ -91,7 +91,6 @@ impl Pair {
     /// Start VRRP for `instances` and, with `sync`, the sync server and
     /// subscriber. Transitions arrive on the returned receiver and go to
     /// [`Pair::on_transition`].
-    #[allow(clippy::disallowed_methods)] // the driver owns the clock
     pub async fn start(
         instances: &[VrrpInstanceConfig],
         sync: Option<&SyncConfig>,

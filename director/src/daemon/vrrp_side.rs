@@ -156,7 +156,11 @@ impl VrrpSide {
             .filter_map(|s| {
                 let v = views.get(&s.name)?;
                 let learned = u32::from(s.master_adver_interval_cs) * 10;
-                let skew = (256 - u32::from(v.config.priority)) * learned / 256;
+                // The machine's own formula (µs skew), not a copy of it.
+                let down = vrrp::machine::master_down_interval(
+                    v.config.priority,
+                    s.master_adver_interval_cs,
+                );
                 Some(ctl::VrrpInstanceStatus {
                     name: s.name.clone(),
                     vrid: u32::from(s.vrid),
@@ -166,7 +170,7 @@ impl VrrpSide {
                     effective_priority: u32::from(s.effective_priority),
                     advert_interval_ms: u32::from(s.advert_interval_cs) * 10,
                     master_advert_interval_ms: learned,
-                    master_down_interval_ms: 3 * learned + skew,
+                    master_down_interval_ms: u32::try_from(down.as_millis()).unwrap_or(u32::MAX),
                     master_address: s.master_addr.map(|a| a.to_string()).unwrap_or_default(),
                     preempt: v.config.preempt,
                     vips: v.config.vips.iter().map(ToString::to_string).collect(),
