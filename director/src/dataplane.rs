@@ -164,6 +164,10 @@ pub struct Dataplane {
     /// Active (master: forwards) or standby (holds state, forwards
     /// nothing). Starts standby: VRRP decides.
     active: AtomicBool,
+    /// Standby that still forwards packets of flows it has entries for
+    /// (never creating one) while the new master's gratuitous ARP reaches
+    /// the clients: a packet sent to our MAC in that window is not lost.
+    draining: AtomicBool,
     cfg: DataplaneConfig,
 }
 
@@ -178,6 +182,7 @@ impl Dataplane {
             conns: ConnTable::new(cfg.table),
             drops: DropCounters::new(),
             active: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             cfg,
         }
     }
@@ -221,6 +226,18 @@ impl Dataplane {
     /// Whether this node forwards.
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// While standby, keep forwarding the flows in the table (no new
+    /// ones): for the moment after this node lost mastership, until the
+    /// clients have the new master's address. Ignored while active.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Release);
+    }
+
+    /// Whether a standby node still forwards its existing flows.
+    pub fn is_draining(&self) -> bool {
+        !self.is_active() && self.draining.load(Ordering::Acquire)
     }
 
     /// The interface configuration.
@@ -345,7 +362,9 @@ impl Worker {
                 egress: ingress,
             };
         }
-        let standby = !self.dp.is_active();
+        let active = self.dp.is_active();
+        let draining = !active && self.dp.is_draining();
+        let standby = !active && !draining;
         let version = self.dp.services_version.load(Ordering::Acquire);
         if version != self.services_version {
             self.services = self.dp.services.load_full();
@@ -368,7 +387,15 @@ impl Worker {
                 };
                 match svc {
                     Some(_) if standby => (Verdict::Drop(DropReason::Standby), ingress),
-                    Some(svc) => ctx.inbound(&mut self.local, ingress, frame, &pkt, svc, on_event),
+                    Some(svc) => ctx.inbound(
+                        &mut self.local,
+                        ingress,
+                        frame,
+                        &pkt,
+                        svc,
+                        draining,
+                        on_event,
+                    ),
                     None => match ctx.nat_reply(ingress, frame, &pkt, services, on_event) {
                         Some(_) if standby => (Verdict::Drop(DropReason::Standby), ingress),
                         Some(v) => v,
@@ -402,7 +429,9 @@ impl<N> Clone for Ctx<'_, N> {
 impl<N> Copy for Ctx<'_, N> {}
 
 impl<N: Neighbours> Ctx<'_, N> {
-    /// A packet from a client to a virtual service.
+    /// A packet from a client to a virtual service; `existing_only` while
+    /// draining (a miss is a standby drop).
+    #[allow(clippy::too_many_arguments)]
     fn inbound(
         &self,
         local: &mut Local,
@@ -410,6 +439,7 @@ impl<N: Neighbours> Ctx<'_, N> {
         frame: &mut [u8],
         pkt: &forward::Packet,
         svc: &crate::Service,
+        existing_only: bool,
         on_event: &mut impl FnMut(ConnEvent),
     ) -> (Verdict, IfaceId) {
         let Ctx {
@@ -428,10 +458,17 @@ impl<N: Neighbours> Ctx<'_, N> {
             stat_slot: slot,
         }
         .with_len(len);
-        let entropy = local.entropy();
-        let out = match dp.conns.process_in(svc, &cpkt, now, entropy, on_event) {
-            Ok(out) => out,
-            Err(miss) => return (Verdict::Drop(miss_reason(miss)), ingress),
+        let out = if existing_only {
+            match dp.conns.process_existing(&cpkt, now, on_event) {
+                Some(out) => out,
+                None => return (Verdict::Drop(DropReason::Standby), ingress),
+            }
+        } else {
+            let entropy = local.entropy();
+            match dp.conns.process_in(svc, &cpkt, now, entropy, on_event) {
+                Ok(out) => out,
+                Err(miss) => return (Verdict::Drop(miss_reason(miss)), ingress),
+            }
         };
         svc.stats.count_in(slot, len);
         let rs = out.real_server;

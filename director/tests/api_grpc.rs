@@ -983,3 +983,74 @@ async fn replace_specs_is_all_or_nothing_and_visible_over_the_api() {
     assert_eq!(l.services[0].spec.as_ref().unwrap().scheduler, "wrr");
     srv.stop().await;
 }
+
+/// The pair side of a node that is a sync backup: its rules come from the
+/// master. (The lab test `pair_ops_lab` shows the same with two directord.)
+#[derive(Debug)]
+struct Backup;
+
+impl director::api::PairView for Backup {
+    fn vrrp_instances(&self) -> Vec<ctl::VrrpInstanceStatus> {
+        Vec::new()
+    }
+    fn rules_master(&self) -> Option<String> {
+        Some("director-a (10.42.0.2:7401)".into())
+    }
+}
+
+#[tokio::test]
+async fn a_sync_backup_refuses_rule_changes_naming_its_master() {
+    let srv = Served::start(Vec::new()).await;
+    let mut c = srv.client().await;
+    // No VRRP yet: failover has no peer to go to.
+    let e = c
+        .failover(ctl::FailoverRequest::default())
+        .await
+        .expect_err("no VRRP, no failover");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("no VRRP"), "{}", e.message());
+
+    add(&mut c, spec("192.0.2.10:80", "rr"), vec![]).await;
+    srv.state.set_pair(std::sync::Arc::new(Backup));
+    let before = snapshot(&srv);
+    let refused = |e: tonic::Status| {
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(
+            e.message().contains("sync backup")
+                && e.message().contains("director-a (10.42.0.2:7401)"),
+            "{}",
+            e.message()
+        );
+    };
+    refused(
+        c.add_service(ctl::AddServiceRequest {
+            spec: Some(spec("192.0.2.11:80", "rr")),
+            real_servers: vec![],
+        })
+        .await
+        .unwrap_err(),
+    );
+    refused(
+        c.add_real_server(ctl::AddRealServerRequest {
+            service: tcp_key("192.0.2.10:80"),
+            real_server: Some(rs("10.0.0.1:80", pb::ForwardMethod::Dr, 1)),
+        })
+        .await
+        .unwrap_err(),
+    );
+    refused(
+        c.set_timeouts(ctl::SetTimeoutsRequest {
+            timeouts: Some(pb::Timeouts {
+                tcp_timeout_s: 60,
+                tcp_fin_timeout_s: 0,
+                udp_timeout_s: 0,
+            }),
+        })
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(snapshot(&srv), before, "nothing applied on the backup");
+    // Reading is fine.
+    assert_eq!(list(&mut c).await.services.len(), 1);
+    srv.stop().await;
+}

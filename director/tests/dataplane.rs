@@ -651,6 +651,63 @@ fn a_standby_node_forwards_nothing_and_keeps_its_table_untouched() {
 }
 
 #[test]
+fn a_draining_node_forwards_its_flows_but_starts_none() {
+    let mut lab = Lab::new(&[spec(
+        80,
+        SchedulerKind::Rr,
+        &[(RS1, 80, ForwardMethod::DirectRouting, 1)],
+    )]);
+    let (action, _) = lab.run(client_tcp(49_100, 80, SYN, b""));
+    assert!(matches!(
+        action,
+        Action::Handled {
+            verdict: Verdict::Transmit { .. },
+            ..
+        }
+    ));
+    // Mastership lost: stop creating, keep forwarding the table's flows.
+    lab.dp().set_draining(true);
+    lab.dp().set_active(false);
+    assert!(lab.dp().is_draining());
+    let (action, out) = lab.run(client_tcp(49_100, 80, ACK, b"GET /"));
+    assert!(
+        matches!(
+            action,
+            Action::Handled {
+                verdict: Verdict::Transmit { .. },
+                ..
+            }
+        ),
+        "an existing flow goes on while draining: {action:?}"
+    );
+    assert_eq!(out[..6], RS1_MAC.0, "to the real server it had");
+    let (action, _) = lab.run(client_tcp(49_101, 80, SYN, b""));
+    assert_eq!(
+        action,
+        Action::Handled {
+            verdict: Verdict::Drop(DropReason::Standby),
+            egress: IfaceId(0)
+        },
+        "a new flow is the new master's"
+    );
+    assert_eq!(lab.dp().conns().len(), 1, "draining creates no connection");
+    // Drain over: plain standby.
+    lab.dp().set_draining(false);
+    let (action, _) = lab.run(client_tcp(49_100, 80, ACK, b"more"));
+    assert_eq!(
+        action,
+        Action::Handled {
+            verdict: Verdict::Drop(DropReason::Standby),
+            egress: IfaceId(0)
+        }
+    );
+    // Becoming active ends a drain: `is_draining` is a standby state.
+    lab.dp().set_draining(true);
+    lab.dp().set_active(true);
+    assert!(!lab.dp().is_draining());
+}
+
+#[test]
 fn two_nic_nat_sends_each_direction_out_of_its_own_interface() {
     // Classic LVS-NAT: clients on the outside NIC (0), real servers on the
     // inside NIC (1), each with its own MAC.

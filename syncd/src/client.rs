@@ -44,6 +44,42 @@ struct Shared {
     heartbeat: Mutex<Option<MasterHeartbeat>>,
 }
 
+/// Asks the subscriber's master for a handover; see
+/// [`Subscriber::request_handover`]. Fails with "subscriber stopped" once
+/// the subscriber is gone.
+#[derive(Debug, Clone)]
+pub struct HandoverRequester {
+    cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+impl HandoverRequester {
+    /// See [`Subscriber::request_handover`].
+    pub async fn request(
+        &self,
+        max_wait: Duration,
+        force: bool,
+        reason: String,
+    ) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Handover {
+                max_wait,
+                force,
+                reason,
+                reply,
+            })
+            .map_err(|_| "subscriber stopped".to_owned())?;
+        match tokio::time::timeout(max_wait + Duration::from_secs(2), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("subscriber stopped".into()),
+            Err(_) => Err(format!(
+                "no handover from the master in {} ms",
+                max_wait.as_millis()
+            )),
+        }
+    }
+}
+
 /// The sync subscriber task (backup side).
 pub struct Subscriber {
     shared: Arc<Shared>,
@@ -111,22 +147,16 @@ impl Subscriber {
         force: bool,
         reason: String,
     ) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Handover {
-                max_wait,
-                force,
-                reason,
-                reply,
-            })
-            .map_err(|_| "subscriber stopped".to_owned())?;
-        match tokio::time::timeout(max_wait + Duration::from_secs(2), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err("subscriber stopped".into()),
-            Err(_) => Err(format!(
-                "no handover from the master in {} ms",
-                max_wait.as_millis()
-            )),
+        self.handover_requester()
+            .request(max_wait, force, reason)
+            .await
+    }
+
+    /// A handle that can ask for a handover while the subscriber itself
+    /// stays with its owner (the control API asks; the daemon owns).
+    pub fn handover_requester(&self) -> HandoverRequester {
+        HandoverRequester {
+            cmd: self.cmd.clone(),
         }
     }
 

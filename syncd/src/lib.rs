@@ -43,7 +43,7 @@ pub mod client;
 pub mod server;
 pub mod tls;
 
-pub use client::Subscriber;
+pub use client::{HandoverRequester, Subscriber};
 pub use config::{MasterConfig, NodeInfo, ReadinessFn, SubscriberConfig, TlsConfig, VrrpViewFn};
 pub use error::{HandoverError, HandoverReport};
 pub use publisher::Publisher;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use lb_proto::common::ConnEntry;
 use lb_proto::sync::{
     Ack, Handover, Heartbeat, Hello, MasterMessage, SnapshotBegin, SnapshotChunk, SnapshotEnd,
-    SnapshotReason, SubscriberMessage, SyncError, SyncErrorCode, Welcome, master_message,
+    SnapshotReason, SubscriberMessage, SyncError, SyncErrorCode, VrrpBeat, Welcome, master_message,
     subscriber_message,
 };
 use prost::Message;
@@ -169,6 +169,8 @@ struct Stream {
     handover: Option<HandoverWait>,
     lag_window: LagWindow,
     sub_table_entries: u64,
+    /// The subscriber's VRRP instances from its last heartbeat.
+    peer_instances: Vec<VrrpBeat>,
     stats: Stats,
 }
 
@@ -338,6 +340,7 @@ impl MasterSession {
             handover: None,
             lag_window: LagWindow::new(self.cfg.lag_window_us, 4096),
             sub_table_entries: 0,
+            peer_instances: Vec::new(),
             stats: Stats::default(),
         };
         let (resumed, next_sequence) = match resume_pos {
@@ -387,7 +390,10 @@ impl MasterSession {
                 self.violation("second Hello on one stream".into())
             }
             Some(subscriber_message::Msg::Ack(a)) => self.on_ack(now, a, log),
-            Some(subscriber_message::Msg::Heartbeat(_)) => {}
+            Some(subscriber_message::Msg::Heartbeat(h)) => {
+                let s = self.stream.as_mut().expect("established");
+                s.peer_instances = h.instances;
+            }
             Some(subscriber_message::Msg::ResyncRequest(r)) => {
                 tracing::info!(reason = %r.reason, "subscriber asked for a resync");
                 let s = self.stream.as_mut().expect("established");
@@ -872,6 +878,7 @@ impl MasterSession {
             events_sent: s.stats.events_sent,
             heard_age: Duration::from_micros(now.saturating_sub(self.last_heard)),
             subscriber_table_entries: s.sub_table_entries,
+            peer_instances: s.peer_instances.clone(),
         })
     }
 

@@ -54,6 +54,8 @@ pub struct SubscriptionStatus {
     pub heard_age: Duration,
     /// The subscriber's synced-table size from its last ack.
     pub subscriber_table_entries: u64,
+    /// The subscriber's VRRP instances as its last heartbeat reported them.
+    pub peer_instances: Vec<VrrpBeat>,
 }
 
 /// The master side as a whole.

@@ -34,6 +34,7 @@
 pub mod capture;
 pub mod cmd;
 pub mod directord;
+pub mod flows;
 pub mod http;
 pub mod lab;
 pub mod pair;

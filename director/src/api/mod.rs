@@ -58,7 +58,26 @@ pub trait PairView: Send + Sync + fmt::Debug {
     fn sync_status(&self) -> Option<lb_proto::control::SyncStatus> {
         None
     }
+
+    /// Manual failover (`dirctl failover`); see the Failover RPC.
+    fn failover(
+        &self,
+        _req: lb_proto::control::FailoverRequest,
+    ) -> BoxFuture<'_, Result<lb_proto::control::FailoverResponse, tonic::Status>> {
+        Box::pin(std::future::ready(Err(tonic::Status::failed_precondition(
+            "manual failover needs connection sync ([sync]) on this director",
+        ))))
+    }
+
+    /// `Some(master)` while this node's rule set is replicated from a
+    /// sync master: configuration changes must be made there.
+    fn rules_master(&self) -> Option<String> {
+        None
+    }
 }
+
+/// A boxed future, for the async methods of [`PairView`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the control service works on: the node's name, its dataplane,
 /// the configured services and what the health checks say about them.
@@ -340,6 +359,7 @@ impl ControlState {
         &self,
         edit: impl FnOnce(&mut Vec<ServiceSpec>) -> Result<T, tonic::Status>,
     ) -> Result<(T, u64), tonic::Status> {
+        self.check_writable()?;
         let mut cur = self.lock();
         let mut next = cur.specs.clone();
         let out = edit(&mut next)?;
@@ -364,7 +384,24 @@ impl ControlState {
     pub(crate) fn bump_version(&self, change: impl FnOnce()) -> Result<u64, SpecError> {
         let mut cur = self.lock();
         change();
-        self.publish(&mut cur)
+        let version = self.publish(&mut cur)?;
+        drop(cur);
+        self.changed(version);
+        Ok(version)
+    }
+
+    /// Refuse a configuration change on a node whose rule set is
+    /// replicated from its sync master: a change here would be overwritten
+    /// by the master's next table, and a failover would land on rules the
+    /// operator never saw on the master.
+    pub(crate) fn check_writable(&self) -> Result<(), tonic::Status> {
+        match self.pair().and_then(|p| p.rules_master()) {
+            None => Ok(()),
+            Some(master) => Err(tonic::Status::failed_precondition(format!(
+                "this director is the sync backup: its rules are replicated from the master \
+                 {master}; make the change on the master"
+            ))),
+        }
     }
 
     /// The configuration version in force.

@@ -399,6 +399,7 @@ impl Control for ControlService {
                 )));
             }
         }
+        self.state.check_writable()?;
         let secs = |s: u32| Duration::from_secs(u64::from(s));
         let version = self
             .state
@@ -503,9 +504,14 @@ impl Control for ControlService {
 
     async fn failover(
         &self,
-        _request: Request<ctl::FailoverRequest>,
+        request: Request<ctl::FailoverRequest>,
     ) -> Result<Response<ctl::FailoverResponse>, Status> {
-        Err(not_yet("Failover"))
+        let Some(pair) = self.state.pair().cloned() else {
+            return Err(Status::failed_precondition(
+                "this director runs no VRRP ([[vrrp_instance]]): there is no peer to fail over to",
+            ));
+        };
+        pair.failover(request.into_inner()).await.map(Response::new)
     }
 
     async fn which(

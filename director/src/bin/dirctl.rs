@@ -9,7 +9,11 @@
 //!   when, last failure) and of each service (quorum, sorry server).
 //! - `dirctl realserver ...`: set up, check and undo an LVS real server,
 //!   and run the userspace IPIP decapsulator.
-//! - `dirctl status`: this node's VRRP state, role and connection counts.
+//! - `dirctl status`: this node's and the peer's VRRP state, sync role
+//!   and lag, connection counts.
+//! - `dirctl failover [--max-wait MS] [--force] [--instance NAME] [--hold
+//!   MS]`: graceful manual failover; reports how long it took and the
+//!   peer's lag at the switch.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -38,12 +42,37 @@ struct Cli {
 enum Command {
     /// Configure this host as an LVS real server (DR or TUN).
     Realserver(RealserverCmd),
-    /// This director's VRRP state, role and connection counts.
+    /// This director's and its peer's VRRP state, sync role and lag,
+    /// connection counts.
     Status(ServerArg),
+    /// Graceful manual failover: wait until the peer's sync lag is zero,
+    /// then step down (priority 0) so that the peer takes over. On the
+    /// backup: ask the master to hand over to this node.
+    Failover(FailoverArgs),
+}
+
+#[derive(Debug, Args)]
+struct FailoverArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    /// Longest wait for the peer's sync lag to reach zero, ms.
+    #[arg(long, default_value_t = 5000)]
+    max_wait: u32,
+    /// Fail over even if the peer is behind, not connected or unhealthy
+    /// (flows not synced break).
+    #[arg(long)]
+    force: bool,
+    /// Only this VRRP instance (default: every instance of this node).
+    #[arg(long)]
+    instance: Option<String>,
+    /// After stepping down, refrain from preempting back for this long,
+    /// ms (0: until the peer fails or the next failover).
+    #[arg(long, default_value_t = 0)]
+    hold: u32,
 }
 
 /// Named subcommands; anything else is ipvsadm syntax.
-const SUBCOMMANDS: &[&str] = &["realserver", "status", "help", "--help"];
+const SUBCOMMANDS: &[&str] = &["realserver", "status", "failover", "help", "--help"];
 
 #[derive(Debug, Args)]
 struct ServerArg {
@@ -202,20 +231,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Realserver(rs) => realserver_cmd(rs.action, rs.verbose),
         Command::Status(a) => {
             let server = a.resolve();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("async runtime")?;
             let mut out = std::io::stdout().lock();
-            match rt.block_on(director::cli::pair::status(&server, &mut out)) {
-                Ok(()) => Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    eprintln!("dirctl: {e}");
-                    Ok(ExitCode::FAILURE)
+            block_on(director::cli::pair::status(&server, &mut out)).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Failover(a) => {
+            let server = a.server.resolve();
+            let req = director::cli::pair::FailoverRequest {
+                max_wait_ms: a.max_wait,
+                force: a.force,
+                instance: a.instance.unwrap_or_default(),
+                hold_ms: a.hold,
+                takeover_timeout_ms: 0,
+            };
+            let mut out = std::io::stdout().lock();
+            block_on(director::cli::pair::failover(&server, req, &mut out)).map(|done| {
+                if done {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
                 }
-            }
+            })
         }
     }
+}
+
+/// Run a control-API call; its error is printed as is (exit 1).
+fn block_on<T>(
+    f: impl std::future::Future<Output = Result<T, director::cli::client::ClientError>>,
+) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("async runtime")?;
+    rt.block_on(f).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn realserver_cmd(action: RealserverAction, verbose: bool) -> Result<ExitCode> {

@@ -210,6 +210,7 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
                     dp.conns().expire(now, EXPIRE_BUDGET, &mut |ev| hook.on_event(ev, &dp, now));
                     if let Some(pair) = &mut pair {
                         pair.tick(&dp).await;
+                        running.end_drain(pair.new_master_heard());
                     }
                     if let Err(e) = running.refresh(&state.routing_specs()) {
                         eprintln!("directord: {e:#}");

@@ -137,6 +137,17 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
             if !y.last_error.is_empty() {
                 let _ = writeln!(o, "  last error: {}", y.last_error);
             }
+            for p in &y.peer_instances {
+                let _ = writeln!(
+                    o,
+                    "peer vrrp {}: {} vrid {}  priority {} (advertising {})",
+                    p.name,
+                    state_name(p.state),
+                    p.vrid,
+                    p.priority,
+                    p.effective_priority
+                );
+            }
         }
     }
     if let Some(c) = &s.connections {
@@ -159,6 +170,66 @@ pub async fn status(server: &str, out: &mut dyn Write) -> Result<(), ClientError
         .into_inner();
     out.write_all(format_status(&s).as_bytes())?;
     Ok(())
+}
+
+pub use ctl::FailoverRequest;
+
+/// What a failover came to, as operators read it.
+pub fn format_failover(r: &ctl::FailoverResponse) -> String {
+    use ctl::FailoverOutcome as O;
+    let outcome = O::try_from(r.outcome).unwrap_or(O::Unspecified);
+    let mut o = String::new();
+    let what = match outcome {
+        O::Completed => "failover completed",
+        O::Forced => "failover forced",
+        O::LagTimeout => "failover refused: the peer did not catch up",
+        O::NoPeer => "failover refused: no healthy peer",
+        O::NotMaster => "failover refused",
+        O::TakeoverTimeout => "failover incomplete: no takeover seen",
+        O::Unspecified => "failover: unknown outcome",
+    };
+    let _ = writeln!(o, "{what} in {} ms", r.took_ms);
+    if !r.failure_reason.is_empty() {
+        let _ = writeln!(o, "  {}", r.failure_reason);
+    }
+    if matches!(outcome, O::Completed | O::Forced | O::TakeoverTimeout) {
+        let master = match (r.new_master.is_empty(), r.new_master_address.is_empty()) {
+            (false, false) => format!("{} ({})", r.new_master, r.new_master_address),
+            (false, true) => r.new_master.clone(),
+            (true, false) => r.new_master_address.clone(),
+            (true, true) => "unknown".into(),
+        };
+        let _ = writeln!(
+            o,
+            "  new master {master}  instances {}",
+            r.instances.join(" ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  lag at the switch: {} entries, {} ms (sequence {}); waited {} ms for sync",
+        r.lag_entries_at_switch, r.lag_ms_at_switch, r.sequence_at_switch, r.waited_for_sync_ms
+    );
+    o
+}
+
+/// `dirctl failover`: ask and print; `Ok(true)` when mastership moved.
+pub async fn failover(
+    server: &str,
+    req: FailoverRequest,
+    out: &mut dyn Write,
+) -> Result<bool, ClientError> {
+    let mut c = connect(server).await?;
+    let r = c
+        .failover(req)
+        .await
+        .map_err(|e| super::client::status_error(server, e))?
+        .into_inner();
+    out.write_all(format_failover(&r).as_bytes())?;
+    Ok(matches!(
+        ctl::FailoverOutcome::try_from(r.outcome),
+        Ok(ctl::FailoverOutcome::Completed | ctl::FailoverOutcome::Forced)
+    ))
 }
 
 #[cfg(test)]
@@ -207,9 +278,35 @@ mod tests {
                 mode: ctl::DataplaneMode::Active as i32,
                 ..Default::default()
             }),
+            sync: Some(ctl::SyncStatus {
+                role: ctl::SyncRole::Master as i32,
+                connected: true,
+                peer_node_id: "director-b".into(),
+                peer_address: "10.42.0.3:7401".into(),
+                entries_behind: 2,
+                ms_behind: 3,
+                peer_instances: vec![ctl::PeerVrrpInstance {
+                    name: "VI_1".into(),
+                    vrid: 51,
+                    state: VrrpState::Backup as i32,
+                    priority: 100,
+                    effective_priority: 100,
+                }],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let text = format_status(&s);
+        assert!(
+            text.contains(
+                "sync: master connected peer director-b (10.42.0.3:7401)  lag 2 entries 3 ms"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("peer vrrp VI_1: BACKUP vrid 51  priority 100 (advertising 100)"),
+            "{text}"
+        );
         assert!(
             text.contains("node director-a  version 0.1.0  up 1m05s  config v3"),
             "{text}"
@@ -226,5 +323,43 @@ mod tests {
             text.contains("last change 10.0s ago: BACKUP -> MASTER: master down interval expired"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn failover_report_names_outcome_master_and_lag() {
+        let done = ctl::FailoverResponse {
+            outcome: ctl::FailoverOutcome::Completed as i32,
+            took_ms: 212,
+            waited_for_sync_ms: 3,
+            lag_entries_at_switch: 0,
+            lag_ms_at_switch: 0,
+            sequence_at_switch: 4711,
+            new_master: "director-b".into(),
+            new_master_address: "10.41.0.3".into(),
+            instances: vec!["VI_1".into()],
+            ..Default::default()
+        };
+        let text = format_failover(&done);
+        assert!(text.starts_with("failover completed in 212 ms\n"), "{text}");
+        assert!(
+            text.contains("new master director-b (10.41.0.3)  instances VI_1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lag at the switch: 0 entries, 0 ms (sequence 4711); waited 3 ms"),
+            "{text}"
+        );
+        let refused = ctl::FailoverResponse {
+            outcome: ctl::FailoverOutcome::NoPeer as i32,
+            failure_reason: "the peer (10.42.0.3:7500) is not connected".into(),
+            ..Default::default()
+        };
+        let text = format_failover(&refused);
+        assert!(
+            text.starts_with("failover refused: no healthy peer"),
+            "{text}"
+        );
+        assert!(text.contains("is not connected"), "{text}");
+        assert!(!text.contains("new master"), "{text}");
     }
 }

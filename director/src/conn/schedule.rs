@@ -153,6 +153,47 @@ struct Pinned {
 }
 
 impl ConnTable {
+    /// The live entry of this packet's flow, touched as
+    /// [`ConnTable::process_in`] would; `None` on a miss (nothing is
+    /// created). A SYN for an entry in TIME_WAIT/CLOSE is a miss: it starts
+    /// a new connection.
+    fn hit(
+        &self,
+        pkt: &Packet,
+        fk: &FlowKey,
+        shard: usize,
+        fh: u64,
+        now: Millis,
+        on_event: &mut impl FnMut(ConnEvent),
+    ) -> Option<InOutcome> {
+        let syn = pkt.protocol == Protocol::Tcp && pkt.tcp_flags.syn();
+        // The read lock is enough, the entry's fields are atomics.
+        let g = self.read(shard);
+        let e = g.find_fwd(fh, fk, false).and_then(|i| g.entry(i))?;
+        if !e.is_live(now) || (syn && reusable(e)) {
+            return None;
+        }
+        let change = self.touch(e, Direction::Input, pkt.tcp_flags, now);
+        e.dest.stats.count_in(pkt.stat_slot, pkt.len as usize);
+        let out = outcome(e, false);
+        drop(g);
+        self.report_change(pkt, change, on_event);
+        Some(out)
+    }
+
+    /// Handle a packet from a client only if its flow already has a live
+    /// entry; never creates one (a node draining after it lost the VIP).
+    pub fn process_existing(
+        &self,
+        pkt: &Packet,
+        now: Millis,
+        on_event: &mut impl FnMut(ConnEvent),
+    ) -> Option<InOutcome> {
+        let fk = FlowKey::from_conn(&pkt.key());
+        let (shard, fh) = self.locate(&fk);
+        self.hit(pkt, &fk, shard, fh, now, on_event)
+    }
+
     /// Handle a packet from a client to `svc`: use its connection, or
     /// create one (scheduling a real server, through the client's
     /// persistence template if the service has persistence). Creations,
@@ -170,20 +211,8 @@ impl ConnTable {
         let (shard, fh) = self.locate(&fk);
         let syn = pkt.protocol == Protocol::Tcp && pkt.tcp_flags.syn();
 
-        // Hit: the read lock is enough, the entry's fields are atomics.
-        {
-            let g = self.read(shard);
-            if let Some(e) = g.find_fwd(fh, &fk, false).and_then(|i| g.entry(i))
-                && e.is_live(now)
-                && !(syn && reusable(e))
-            {
-                let change = self.touch(e, Direction::Input, pkt.tcp_flags, now);
-                e.dest.stats.count_in(pkt.stat_slot, pkt.len as usize);
-                let out = outcome(e, false);
-                drop(g);
-                self.report_change(pkt, change, on_event);
-                return Ok(out);
-            }
+        if let Some(out) = self.hit(pkt, &fk, shard, fh, now, on_event) {
+            return Ok(out);
         }
 
         if !pkt.may_create() {

@@ -16,6 +16,7 @@
 
 pub mod arp_side;
 pub mod clock;
+mod failover;
 pub mod kernel;
 pub mod nft;
 pub mod pair;
@@ -244,6 +245,9 @@ pub struct Running {
     /// instances); only these are answered for. `None`: no VRRP, every
     /// address is answered while the dataplane is active.
     pub owned: Option<BTreeSet<Ipv4Addr>>,
+    /// Since when the dataplane drains (lost mastership, still forwarding
+    /// the flows it has until the new master is heard).
+    pub draining_since: Option<crate::time::Millis>,
     /// The services as last routed (with sorry servers), for answer sets.
     pub routing: Vec<ServiceSpec>,
     /// Where connection events go for the sync stream.
@@ -253,6 +257,9 @@ pub struct Running {
     /// The nftables ingress drop (removed when this is dropped).
     pub ingress: nft::IngressDrop,
 }
+
+/// Longest drain after losing mastership when no new master is heard.
+pub const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Prepare the director's interfaces and start the workers.
 pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
@@ -410,6 +417,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         plan_ifaces: plan.ifaces.clone(),
         seen_version,
         owned: None,
+        draining_since: None,
         routing: plan.specs.clone(),
         sync,
         threads,
@@ -488,16 +496,49 @@ impl Running {
     /// poll period and send gratuitous ARP for what was added.
     pub fn set_owned(&mut self, owned: BTreeSet<Ipv4Addr>) {
         let active = !owned.is_empty();
+        let was_active = self.dp.is_active();
         self.owned = Some(owned);
         let specs = self.routing.clone();
         if active {
             self.publish_answers(&specs);
+            self.dp.set_draining(false);
+            self.draining_since = None;
             self.dp.set_active(true);
         } else {
-            // Stop forwarding first: nothing may be sent for an address
-            // the peer now owns.
+            // Stop answering for the VIPs and creating flows at once; keep
+            // forwarding the flows in the table until the new master is
+            // heard (see `end_drain`): a client's packets go to our MAC
+            // until the new master's gratuitous ARP reaches it, and the
+            // peer has the same entries (sync), so both send a flow to the
+            // same real server.
+            if was_active {
+                self.dp.set_draining(true);
+                self.draining_since = Some(self.clock.now());
+            }
             self.dp.set_active(false);
             self.publish_answers(&specs);
+        }
+    }
+
+    /// End draining once `peer_heard` (the new master's adverts — sent
+    /// with its gratuitous ARP — reach us) or after [`MAX_DRAIN`].
+    pub fn end_drain(&mut self, peer_heard: bool) {
+        let Some(since) = self.draining_since else {
+            return;
+        };
+        let waited = self.clock.now().saturating_since(since);
+        if peer_heard || waited >= MAX_DRAIN {
+            self.dp.set_draining(false);
+            self.draining_since = None;
+            println!(
+                "directord: standby: stopped forwarding existing flows after {} ms ({})",
+                waited.as_millis(),
+                if peer_heard {
+                    "the new master is heard"
+                } else {
+                    "no new master heard"
+                }
+            );
         }
     }
 

@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use lb_proto::control as ctl;
-use syncd::{MasterConfig, NodeInfo, Subscriber, SubscriberConfig, SyncServer, TlsConfig};
+use syncd::{
+    HandoverRequester, MasterConfig, NodeInfo, Subscriber, SubscriberConfig, SyncServer, TlsConfig,
+};
 use vrrp::DriverEvent;
 
 use super::clock::Clock;
@@ -67,10 +69,59 @@ pub struct Pair {
 /// The pair as the control API sees it: shared, updated by the daemon.
 #[derive(Debug)]
 pub struct PairStatus {
-    vrrp: VrrpSide,
-    server: Option<SyncServer>,
-    peer: Option<String>,
+    pub(super) vrrp: VrrpSide,
+    pub(super) server: Option<SyncServer>,
+    pub(super) peer: Option<String>,
+    pub(super) node: String,
     subscriber: std::sync::Mutex<Option<syncd::SubscriberStatus>>,
+    /// The master's last heartbeat (its VRRP instances), while subscribed.
+    master_beat: std::sync::Mutex<Option<syncd::MasterHeartbeat>>,
+    /// Asks the master for a handover, while subscribed.
+    requester: std::sync::Mutex<Option<HandoverRequester>>,
+    /// One manual failover at a time.
+    pub(super) failing_over: tokio::sync::Mutex<()>,
+}
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PairStatus {
+    /// The subscriber's figures, while this node subscribes.
+    pub(super) fn subscriber_status(&self) -> Option<syncd::SubscriberStatus> {
+        locked(&self.subscriber).clone()
+    }
+
+    /// The handle to ask the master for a handover, while subscribed.
+    pub(super) fn requester(&self) -> Option<HandoverRequester> {
+        locked(&self.requester).clone()
+    }
+
+    /// The peer's VRRP instances from its last sync heartbeat.
+    pub(super) fn peer_instances(&self) -> Vec<ctl::PeerVrrpInstance> {
+        let beats = match self.server.as_ref().map(SyncServer::status) {
+            Some(m) if m.serving => m
+                .subscribers
+                .first()
+                .map(|s| s.peer_instances.clone())
+                .unwrap_or_default(),
+            Some(_) => locked(&self.master_beat)
+                .as_ref()
+                .map(|h| h.instances.clone())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        beats
+            .into_iter()
+            .map(|b| ctl::PeerVrrpInstance {
+                name: b.name,
+                vrid: b.vrid,
+                state: b.state,
+                priority: b.priority,
+                effective_priority: b.effective_priority,
+            })
+            .collect()
+    }
 }
 
 fn read_tls(cfg: &SyncConfig) -> anyhow::Result<Option<TlsConfig>> {
@@ -98,24 +149,61 @@ impl Pair {
         hook: &Arc<SyncHook>,
         clock: Clock,
     ) -> anyhow::Result<(Pair, tokio::sync::mpsc::UnboundedReceiver<DriverEvent>)> {
+        let (vrrp, events) = VrrpSide::start(instances).await?;
         let sync = match sync.filter(|s| s.enabled) {
             None => None,
-            Some(cfg) => Some(start_sync(cfg, instances, state, hook, clock).await?),
+            Some(cfg) => Some(start_sync(cfg, instances, state, hook, &vrrp, clock).await?),
         };
-        let (vrrp, events) = VrrpSide::start(instances).await?;
         if sync.is_some() {
             // Hold until synced (see the module comment).
             vrrp.handle()
                 .step_down(None)
                 .await
                 .map_err(|e| anyhow::anyhow!("VRRP hold at start: {e}"))?;
+            // Every change of the rule set goes to the backup.
+            let mut changes = state.subscribe();
+            let hook = Arc::clone(hook);
+            tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    hook.table_changed();
+                }
+            });
         }
         let view = Arc::new(PairStatus {
             vrrp: vrrp.clone(),
             server: sync.as_ref().map(|s| s.server.clone()),
             peer: sync.as_ref().map(|s| s.cfg.peer.to_string()),
+            node: state.node.clone(),
             subscriber: std::sync::Mutex::new(None),
+            master_beat: std::sync::Mutex::new(None),
+            requester: std::sync::Mutex::new(
+                sync.as_ref()
+                    .and_then(|s| s.subscriber.as_ref())
+                    .map(Subscriber::handover_requester),
+            ),
+            failing_over: tokio::sync::Mutex::new(()),
         });
+        if let Some(s) = &sync {
+            // A handover the peer asked for (dirctl failover on the
+            // backup) ends here: step down so that it takes over.
+            let vrrp = vrrp.clone();
+            s.server.on_peer_handover(move |r| match r {
+                Ok(rep) => {
+                    tracing::info!(
+                        "sync: handover to {} done (lag {} entries at the switch); stepping down",
+                        rep.peer,
+                        rep.entries_behind_at_switch
+                    );
+                    let vrrp = vrrp.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = super::failover::step_down_masters(&vrrp).await {
+                            tracing::error!("VRRP step-down after handover: {e}");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!("sync: handover asked by the peer failed: {e}"),
+            });
+        }
         Ok((
             Pair {
                 vrrp,
@@ -140,21 +228,27 @@ impl Pair {
         ev: &DriverEvent,
     ) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
         let owned = self.vrrp.record(ev);
+        let vrrp::DriverEvent::Transition { instance, to, .. } = ev;
         let master = !owned.is_empty();
+        if *to == vrrp::State::Master {
+            // Mastership clears any hold (start-up or a manual failover
+            // away from this node): nothing left to wait for.
+            let _ = self.vrrp.handle().release(Some(instance)).await;
+        }
         if let Some(s) = &mut self.sync {
             if master {
                 s.server.set_serving(true);
                 if let Some(sub) = s.subscriber.take() {
+                    *locked(&self.view.requester) = None;
                     sub.shutdown().await;
                 }
-                if !s.released {
-                    s.released = true;
-                    let _ = self.vrrp.handle().release(None).await;
-                }
+                s.released = true;
             } else {
                 s.server.set_serving(false);
                 if s.subscriber.is_none() {
-                    s.subscriber = Some(subscribe(s));
+                    let sub = subscribe(s, &self.vrrp);
+                    *locked(&self.view.requester) = Some(sub.handover_requester());
+                    s.subscriber = Some(sub);
                 }
             }
         }
@@ -179,6 +273,7 @@ impl Pair {
                 && s.last_beat != Some(hb.at)
             {
                 s.last_beat = Some(hb.at);
+                *locked(&self.view.master_beat) = Some(hb);
                 self.vrrp.handle().peer_alive().await;
             }
         }
@@ -191,12 +286,20 @@ impl Pair {
                 .refresh(dp, self.clock.now(), s.cfg.refresh_interval);
             tracing::debug!("sync: refreshed the timers of {n} flows");
         }
-        *self
-            .view
-            .subscriber
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            s.subscriber.as_ref().map(Subscriber::status);
+        *locked(&self.view.subscriber) = s.subscriber.as_ref().map(Subscriber::status);
+        if s.subscriber.is_none() {
+            *locked(&self.view.master_beat) = None;
+        }
+    }
+
+    /// Every instance is BACKUP and hears a master: after losing
+    /// mastership, the peer has taken over (and sent its gratuitous ARP).
+    pub fn new_master_heard(&self) -> bool {
+        let st = self.vrrp.handle().status();
+        !st.is_empty()
+            && st
+                .iter()
+                .all(|i| i.state == vrrp::State::Backup && i.master_addr.is_some())
     }
 
     /// What the control API shows of the pair.
@@ -222,6 +325,7 @@ async fn start_sync(
     instances: &[VrrpInstanceConfig],
     state: &Arc<ControlState>,
     hook: &Arc<SyncHook>,
+    vrrp: &VrrpSide,
     clock: Clock,
 ) -> anyhow::Result<SyncRuntime> {
     let tls = read_tls(cfg)?;
@@ -240,7 +344,11 @@ async fn start_sync(
         state: Arc::clone(state),
         clock,
     });
-    let (server, publisher) = SyncServer::new(node.clone(), source, MasterConfig::default());
+    let master_cfg = MasterConfig {
+        vrrp_view: Some(vrrp_view(vrrp)),
+        ..MasterConfig::default()
+    };
+    let (server, publisher) = SyncServer::new(node.clone(), source, master_cfg);
     server.set_master_hint(cfg.peer.to_string());
     hook.attach(publisher);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -267,12 +375,32 @@ async fn start_sync(
         last_beat: None,
         last_refresh: Instant::now(),
     };
-    rt.subscriber = Some(subscribe(&rt));
+    rt.subscriber = Some(subscribe(&rt, vrrp));
     Ok(rt)
 }
 
-fn subscribe(s: &SyncRuntime) -> Subscriber {
+/// Our VRRP instances for the sync heartbeats (the peer shows them).
+fn vrrp_view(vrrp: &VrrpSide) -> syncd::VrrpViewFn {
+    let vrrp = vrrp.clone();
+    Arc::new(move || vrrp.beats())
+}
+
+fn subscribe(s: &SyncRuntime, vrrp: &VrrpSide) -> Subscriber {
     let mut cfg = SubscriberConfig::new(s.cfg.peer.to_string());
+    cfg.vrrp_view = Some(vrrp_view(vrrp));
+    // A node in FAULT refuses a handover: it could not take over.
+    let v = vrrp.clone();
+    cfg.readiness = Some(Arc::new(move || {
+        match v
+            .handle()
+            .status()
+            .into_iter()
+            .find(|i| i.state == vrrp::State::Fault)
+        {
+            Some(i) => Err(format!("VRRP instance {} is in FAULT", i.name)),
+            None => Ok(()),
+        }
+    }));
     cfg.tls = s.tls.clone();
     cfg.tls_server_name = s.tls.as_ref().map(|_| s.cfg.peer.ip().to_string());
     Subscriber::spawn(s.node.clone(), cfg, s.sink.clone())
@@ -312,13 +440,12 @@ impl PairView for PairStatus {
                 heartbeat_age_ms: sub.map_or(0, |s| {
                     u32::try_from(s.heard_age.as_millis()).unwrap_or(u32::MAX)
                 }),
+                peer_instances: self.peer_instances(),
                 ..Default::default()
             });
         }
-        let guard = self
-            .subscriber
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let peer_instances = self.peer_instances();
+        let guard = locked(&self.subscriber);
         let s = guard.as_ref();
         Some(ctl::SyncStatus {
             role: ctl::SyncRole::Subscriber as i32,
@@ -343,7 +470,30 @@ impl PairView for PairStatus {
                 .and_then(|s| s.last_heartbeat_age)
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
             last_error: s.and_then(|s| s.last_error.clone()).unwrap_or_default(),
+            peer_instances,
             ..Default::default()
         })
     }
+
+    fn failover(&self, req: ctl::FailoverRequest) -> crate::api::BoxFuture<'_, FailoverResult> {
+        Box::pin(super::failover::run(self, req))
+    }
+
+    fn rules_master(&self) -> Option<String> {
+        let server = self.server.as_ref()?;
+        if server.is_serving() {
+            return None;
+        }
+        let master = locked(&self.master_beat)
+            .as_ref()
+            .map(|h| h.node_id.clone())
+            .filter(|n| !n.is_empty());
+        let addr = self.peer.clone().unwrap_or_default();
+        Some(match master {
+            Some(n) => format!("{n} ({addr})"),
+            None => addr,
+        })
+    }
 }
+
+type FailoverResult = Result<ctl::FailoverResponse, tonic::Status>;

@@ -82,6 +82,14 @@ impl SyncHook {
         let _ = self.publisher.set(publisher);
     }
 
+    /// The rule set changed (an edit, a reload): the master sends it to
+    /// the backup (a no-op while not serving).
+    pub fn table_changed(&self) {
+        if let Some(p) = self.publisher.get() {
+            p.service_table_changed();
+        }
+    }
+
     fn live(&self) -> Option<&Publisher> {
         self.publisher.get().filter(|p| p.is_enabled())
     }

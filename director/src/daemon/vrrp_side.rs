@@ -194,6 +194,23 @@ impl VrrpSide {
     }
 }
 
+impl VrrpSide {
+    /// The instances as a sync heartbeat reports them to the peer.
+    pub fn beats(&self) -> Vec<lb_proto::sync::VrrpBeat> {
+        self.handle
+            .status()
+            .into_iter()
+            .map(|s| lb_proto::sync::VrrpBeat {
+                vrid: u32::from(s.vrid),
+                name: s.name,
+                state: proto_state(s.state) as i32,
+                priority: u32::from(s.priority),
+                effective_priority: u32::from(s.effective_priority),
+            })
+            .collect()
+    }
+}
+
 fn counter(counters: &[(&'static str, u64)], name: &str) -> u64 {
     counters
         .iter()
