@@ -85,6 +85,11 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
         p.vrrp_state(&a)? == "MASTER",
         "a refused failover changes nothing"
     );
+    let (ok, out) = dirctl_any(&p, &a, &["failover", "--instance", "VI_9"])?;
+    ensure!(
+        !ok && out.contains("no VRRP instance named \"VI_9\"") && out.contains("VI_1"),
+        "an unknown instance is named, with the ones there are:\n{out}"
+    );
 
     let b = p.start(1, &p.config(1, 100, &opts, &p.sync_table(1, true)))?;
     p.wait_state(&b, "BACKUP", ELECTION)?;
@@ -128,6 +133,18 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
     ensure!(
         b.dirctl(&p.lab, &["-Ln"])? == before,
         "a refused change leaves the backup's table as it was"
+    );
+    // Nor does a reload of its own file change the backup's rules.
+    let own = p
+        .config(1, 100, &opts, &p.sync_table(1, true))
+        .replace("scheduler = \"rr\"", "scheduler = \"wlc\"");
+    b.reload(&own)?;
+    wait_for("the backup to reload", ELECTION, || {
+        Ok(b.output().contains("reload on the sync backup"))
+    })?;
+    ensure!(
+        b.dirctl(&p.lab, &["-Ln"])? == before,
+        "the backup keeps the master's rules across a reload"
     );
     a.dirctl(&p.lab, &["-d", "-t", &svc, "-r", "10.41.0.13:80"])?;
     wait_for("the removal to reach the backup", ELECTION, || {

@@ -272,9 +272,25 @@ fn reload(path: &PathBuf, state: &ControlState) {
             return;
         }
     };
-    match state.replace_config(config.service_specs(), config.health_plan().clone()) {
+    // A sync backup runs its master's rules: the file's services and
+    // timeouts are not applied here (the master's next table would undo
+    // them); its health checks are.
+    let master = state.pair().and_then(|p| p.rules_master());
+    let specs = match &master {
+        Some(m) => {
+            println!(
+                "directord: reload on the sync backup: services and timeouts stay as \
+                 replicated from the master {m}; health checks reloaded"
+            );
+            state.specs()
+        }
+        None => config.service_specs(),
+    };
+    match state.replace_config(specs, config.health_plan().clone()) {
         Ok(version) => {
-            config.timeouts().apply(state.dp.conns().timeouts());
+            if master.is_none() {
+                config.timeouts().apply(state.dp.conns().timeouts());
+            }
             println!(
                 "directord: reloaded {} (configuration version {version})",
                 path.display()
