@@ -459,6 +459,8 @@ impl Control for ControlService {
             dataplane: Some(ctl::DataplaneStatus {
                 mode: if st.dp.is_active() {
                     ctl::DataplaneMode::Active
+                } else if st.dp.is_draining() {
+                    ctl::DataplaneMode::Draining
                 } else {
                     ctl::DataplaneMode::Standby
                 } as i32,

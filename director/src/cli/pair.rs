@@ -47,6 +47,9 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
             Ok(ctl::DataplaneMode::Active) => "active (owns VIPs, forwards)",
             Ok(ctl::DataplaneMode::Standby) => "standby (answers nothing)",
             Ok(ctl::DataplaneMode::Stopped) => "stopped",
+            Ok(ctl::DataplaneMode::Draining) => {
+                "draining (forwards its flows until the new master is heard)"
+            }
             _ => "unknown",
         })
         .unwrap_or("unknown");
@@ -59,6 +62,20 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
         s.config_version
     );
     let _ = writeln!(o, "dataplane: {mode}");
+    if let Some(d) = s.dataplane.as_ref().filter(|d| d.dropped_packets > 0) {
+        let reasons: Vec<String> = d
+            .drops
+            .iter()
+            .filter(|r| r.packets > 0)
+            .map(|r| format!("{} {}", r.reason, r.packets))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  dropped {} frames: {}",
+            d.dropped_packets,
+            reasons.join(", ")
+        );
+    }
     if s.vrrp_instances.is_empty() {
         let _ = writeln!(o, "vrrp: not configured (role set by hand)");
     }
@@ -276,6 +293,17 @@ mod tests {
             }],
             dataplane: Some(ctl::DataplaneStatus {
                 mode: ctl::DataplaneMode::Active as i32,
+                dropped_packets: 7,
+                drops: vec![
+                    ctl::DropCounter {
+                        reason: "standby".into(),
+                        packets: 5,
+                    },
+                    ctl::DropCounter {
+                        reason: "no_connection".into(),
+                        packets: 2,
+                    },
+                ],
                 ..Default::default()
             }),
             sync: Some(ctl::SyncStatus {
@@ -312,6 +340,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dataplane: active"), "{text}");
+        assert!(
+            text.contains("  dropped 7 frames: standby 5, no_connection 2"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "vrrp VI_1: MASTER on eth0 vrid 51  priority 150 (advertising 150)  since 10.0s ago"
