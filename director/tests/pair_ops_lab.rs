@@ -199,5 +199,10 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
     ensure!(s.conns == 200, "{}", s.text);
     ensure!(s.broken == 0, "every flow carries on:\n{}", s.text);
     ensure!(s.moved == 0, "no flow changes real server:\n{}", s.text);
+
+    // --force skips the wait and says so.
+    let out = a.dirctl(&p.lab, &["failover", "--force"])?;
+    ensure!(out.starts_with("failover forced in "), "{out}");
+    p.wait_state(&b, "MASTER", ELECTION)?;
     Ok(())
 }

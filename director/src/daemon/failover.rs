@@ -2,8 +2,9 @@
 //! to the peer without losing a flow.
 //!
 //! On the master: refuse unless the peer is subscribed to the sync stream
-//! and not in FAULT (or `force`); hand over through sync (the peer acks
-//! everything produced so far, bounded by `max_wait`); then advertise
+//! and not in FAULT; hand over through sync (the peer acks everything
+//! produced so far, bounded by `max_wait`) — `force` skips both the checks
+//! and the wait, reporting the lag as it was; then advertise
 //! priority 0 on each MASTER instance, so the peer takes over after its
 //! Skew_Time instead of Master_Down_Interval; then wait until the peer's
 //! adverts are heard. This node stays held (no preemption back) for
@@ -195,42 +196,45 @@ async fn from_master(
         ));
     }
     let reason = format!("manual failover requested on {}", p.node);
+    // --force skips the wait: step down now, with the lag as it is.
+    let lag_now = p
+        .server
+        .as_ref()
+        .and_then(|s| s.status().subscribers.first().cloned());
     let report = match &p.server {
-        Some(server) if unfit.is_none() || req.force => {
-            match server.handover(max_wait, req.force, reason).await {
-                Ok(r) => Some(r),
-                Err(HandoverError::LagTimeout {
-                    waited,
-                    entries_behind,
-                    ms_behind,
-                }) => {
-                    return Ok(ctl::FailoverResponse {
-                        lag_entries_at_switch: entries_behind,
-                        lag_ms_at_switch: ms_behind,
-                        waited_for_sync_ms: ms(waited),
-                        ..refused(
-                            FailoverOutcome::LagTimeout,
-                            format!(
-                                "the peer was still {entries_behind} entries / {ms_behind} ms \
+        Some(server) if !req.force => match server.handover(max_wait, req.force, reason).await {
+            Ok(r) => Some(r),
+            Err(HandoverError::LagTimeout {
+                waited,
+                entries_behind,
+                ms_behind,
+            }) => {
+                return Ok(ctl::FailoverResponse {
+                    lag_entries_at_switch: entries_behind,
+                    lag_ms_at_switch: ms_behind,
+                    waited_for_sync_ms: ms(waited),
+                    ..refused(
+                        FailoverOutcome::LagTimeout,
+                        format!(
+                            "the peer was still {entries_behind} entries / {ms_behind} ms \
                                  behind after {} ms; nothing changed (--force fails over anyway)",
-                                waited.as_millis()
-                            ),
-                            started,
-                        )
-                    });
-                }
-                Err(e @ HandoverError::NotServing) => {
-                    return Ok(refused(FailoverOutcome::NotMaster, e.to_string(), started));
-                }
-                Err(e) => {
-                    return Ok(refused(
-                        FailoverOutcome::NoPeer,
-                        format!("{e}; nothing changed"),
+                            waited.as_millis()
+                        ),
                         started,
-                    ));
-                }
+                    )
+                });
             }
-        }
+            Err(e @ HandoverError::NotServing) => {
+                return Ok(refused(FailoverOutcome::NotMaster, e.to_string(), started));
+            }
+            Err(e) => {
+                return Ok(refused(
+                    FailoverOutcome::NoPeer,
+                    format!("{e}; nothing changed"),
+                    started,
+                ));
+            }
+        },
         _ => None,
     };
     for n in &names {
@@ -251,7 +255,7 @@ async fn from_master(
             }
         });
     }
-    let forced = req.force && report.as_ref().is_none_or(|r| r.forced);
+    let forced = req.force;
     let bound = takeover_bound(req, masters);
     let after = wait_for(p, &names, bound, |i| {
         i.state == State::Backup && i.master_addr.is_some()
@@ -267,6 +271,12 @@ async fn from_master(
         instances: names,
         ..Default::default()
     };
+    if let Some(l) = lag_now.filter(|_| report.is_none()) {
+        resp.lag_entries_at_switch = l.entries_behind;
+        resp.lag_ms_at_switch = l.ms_behind;
+        resp.sequence_at_switch = l.acked_sequence;
+        resp.new_master = l.node_name;
+    }
     if let Some(r) = &report {
         resp.waited_for_sync_ms = ms(r.waited);
         resp.lag_entries_at_switch = r.entries_behind_at_switch;
