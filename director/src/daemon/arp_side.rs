@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::arp::{ArpOutcome, ArpResponder};
 use crate::dataplane::Dataplane;
-use crate::io::{AfPacket, Filter, RingVersion, RxConfig, TxConfig, TxQueue};
+use crate::io::{AfPacket, Filter, RingVersion, RxConfig, TxConfig, TxQueue, Wake};
 
 use super::clock::Clock;
 
@@ -46,6 +46,9 @@ pub struct ArpThread {
     pub clock: Clock,
     /// Set to stop.
     pub stop: Arc<AtomicBool>,
+    /// Signalled when the node's role changes, so that a new master's
+    /// gratuitous ARP leaves at once rather than at the next timer.
+    pub wake: Arc<Wake>,
 }
 
 /// Run an ARP thread until `stop`; report on `ready` once its socket is open.
@@ -66,6 +69,7 @@ pub fn run(
         &t.answers,
         t.clock,
         &t.stop,
+        &t.wake,
         &mut rx,
         &mut tx,
         &mut current,
@@ -104,12 +108,14 @@ fn run_loop(
     answers: &ArcSwap<AnswerSet>,
     clock: Clock,
     stop: &AtomicBool,
+    wake: &Wake,
     rx: &mut AfPacket,
     tx: &mut TxQueue,
     current: &mut Option<Arc<AnswerSet>>,
     active: &mut bool,
 ) {
     while !stop.load(Ordering::Relaxed) {
+        wake.clear();
         let now = clock.now();
         let set = answers.load_full();
         if current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &set)) {
@@ -139,14 +145,14 @@ fn run_loop(
         for frame in responder.poll_transmit(now) {
             tx.send_now(frame.as_bytes());
         }
-        // Wake for the next timer, and at least every 20 ms to pick up
-        // the workers' requests and the active switch.
+        // Wake for the next timer, on a role change (`wake`), and at
+        // least every 20 ms to pick up the workers' requests.
         let wait = responder
             .poll_timeout()
             .map(|t| Duration::from_millis(t.0.saturating_sub(now.0)))
             .unwrap_or(Duration::from_millis(20))
             .clamp(Duration::from_millis(1), Duration::from_millis(20));
-        let mut block = match rx.recv(wait) {
+        let mut block = match rx.recv_or_wake(wait, Some(wake)) {
             Ok(Some(b)) => b,
             Ok(None) => continue,
             Err(e) => {

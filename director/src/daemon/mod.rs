@@ -248,6 +248,8 @@ pub struct Running {
     /// Since when the dataplane drains (lost mastership, still forwarding
     /// the flows it has until the new master is heard).
     pub draining_since: Option<crate::time::Millis>,
+    /// Wake the ARP threads (a role change: answer or stop at once).
+    pub arp_wakes: Vec<Arc<crate::io::Wake>>,
     /// The services as last routed (with sorry servers), for answer sets.
     pub routing: Vec<ServiceSpec>,
     /// Where connection events go for the sync stream.
@@ -367,6 +369,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
             );
         }
     }
+    let mut arp_wakes = Vec::new();
     for ((p, responder), (wants_rx, answers)) in plan
         .ifaces
         .iter()
@@ -374,6 +377,8 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         .zip(want_rxs.into_iter().zip(answers.iter().cloned()))
     {
         let (name, dp, stop) = (p.name.clone(), Arc::clone(&dp), Arc::clone(&stop));
+        let wake = Arc::new(crate::io::Wake::new().context("eventfd for the ARP thread")?);
+        arp_wakes.push(Arc::clone(&wake));
         let ready = ready_tx.clone();
         threads.push(
             std::thread::Builder::new()
@@ -387,6 +392,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                         answers,
                         clock,
                         stop,
+                        wake,
                     };
                     arp_side::run(t, ready)
                 })
@@ -418,6 +424,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
         seen_version,
         owned: None,
         draining_since: None,
+        arp_wakes,
         routing: plan.specs.clone(),
         sync,
         threads,
@@ -517,6 +524,9 @@ impl Running {
             }
             self.dp.set_active(false);
             self.publish_answers(&specs);
+        }
+        for w in &self.arp_wakes {
+            w.wake();
         }
     }
 

@@ -440,9 +440,23 @@ impl AfPacket {
     /// queue their transmissions on a [`TxBatch`](super::TxBatch) and
     /// flush it before that.
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<RxBlock<'_>>, IoError> {
+        self.recv_or_wake(timeout, None)
+    }
+
+    /// [`AfPacket::recv`] that also returns `Ok(None)` as soon as `wake`
+    /// is signalled (the caller clears it).
+    pub fn recv_or_wake(
+        &mut self,
+        timeout: Duration,
+        wake: Option<&super::Wake>,
+    ) -> Result<Option<RxBlock<'_>>, IoError> {
         if !self.ready() {
             let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-            let revents = match sys::poll_in(self.fd.as_fd(), ms) {
+            let polled = match wake {
+                Some(w) => sys::poll_in_or_wake(self.fd.as_fd(), w.as_fd(), ms),
+                None => sys::poll_in(self.fd.as_fd(), ms),
+            };
+            let revents = match polled {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(None),
                 Err(e) => return Err(IoError::sys("poll", self.iface.clone(), e)),

@@ -65,6 +65,7 @@ mod sys;
 mod tpacket;
 mod tpacket2;
 mod tx;
+mod wake;
 
 pub use afpacket::{AfPacket, Fanout, FanoutMode, RingVersion, RxBlock, RxConfig, RxStats};
 pub use bpf::{Filter, FilterBuilder, FilterTooLong, MAX_INSNS, SockFilter, op};
@@ -73,3 +74,4 @@ pub use iface::{IfInfo, if_index, if_info};
 pub use netns::{netns_path, run_in_netns};
 pub use tpacket::{FrameMeta, Frames, RxFrame, VlanTag};
 pub use tx::{SCRATCH_LEN, TxBatch, TxConfig, TxQueue, TxStats};
+pub use wake::Wake;

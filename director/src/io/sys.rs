@@ -202,6 +202,55 @@ pub(crate) fn poll_in(fd: BorrowedFd<'_>, timeout_ms: libc::c_int) -> io::Result
     check(ret).map(|n| if n == 0 { 0 } else { pfd.revents })
 }
 
+/// Like [`poll_in`], but also returns early when `wake` is readable.
+/// Returns `fd`'s `revents` bits (0 on timeout or wake-up).
+pub(crate) fn poll_in_or_wake(
+    fd: BorrowedFd<'_>,
+    wake: BorrowedFd<'_>,
+    timeout_ms: libc::c_int,
+) -> io::Result<libc::c_short> {
+    let mut pfds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `pfds` is two live pollfds and we pass nfds = 2.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout_ms) };
+    check(ret).map(|n| if n == 0 { 0 } else { pfds[0].revents })
+}
+
+/// A non-blocking, close-on-exec eventfd.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; a non-negative result is a new fd
+    // that nothing else owns.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by eventfd and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Add 1 to an eventfd's counter (it becomes readable).
+pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`, a live u64, to the fd.
+    let ret = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    check(ret as libc::c_int).map(drop)
+}
+
+/// Reset an eventfd's counter (readable no more); a no-op if it is 0.
+pub(crate) fn eventfd_clear(fd: BorrowedFd<'_>) {
+    let mut v: u64 = 0;
+    // SAFETY: reads at most 8 bytes into `v`, a live u64. EAGAIN (counter
+    // already 0) is the expected "nothing to clear".
+    let _ = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+}
+
 /// A shared memory mapping of a packet socket's ring, unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct Mmap {
