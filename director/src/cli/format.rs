@@ -785,6 +785,168 @@ TCP  192.0.2.10:80                123456789 9876543210        0 1234567890123456
         assert_eq!(got, want, "\n{got}");
     }
 
+    /// The fixed table with rates, thresholds and persistent connections.
+    fn table_with_figures() -> Vec<ctl::ServiceInfo> {
+        let mut t = table();
+        for (i, s) in t.iter_mut().enumerate() {
+            let i = i as u64;
+            s.rates = Some(pb::Rates {
+                conns_per_sec: 10 * i,
+                in_packets_per_sec: 120 * i,
+                out_packets_per_sec: 0,
+                in_bytes_per_sec: 98_765 * i,
+                out_bytes_per_sec: 123_456_789 * i,
+            });
+            for (j, d) in s.real_servers.iter_mut().enumerate() {
+                let j = j as u64 + 1;
+                d.rates = Some(pb::Rates {
+                    conns_per_sec: 3 * j,
+                    in_packets_per_sec: 40 * j,
+                    out_packets_per_sec: 7 * j,
+                    in_bytes_per_sec: 1_000_000 * j,
+                    out_bytes_per_sec: 100_000_000 * j,
+                });
+                d.persistent_conns = 5 * j as u32;
+                let spec = d.spec.as_mut().unwrap();
+                spec.upper_threshold = 100 * j as u32;
+                spec.lower_threshold = 75 * j as u32;
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn golden_list_rate() {
+        let fmt = ListFormat {
+            rate: true,
+            ..Default::default()
+        };
+        let got = list_all(&table_with_figures(), fmt);
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80                       0        0        0        0        0
+  -> 10.0.0.3:80                         9      120       21  3000000  300000K
+  -> 10.0.0.21:80                        6       80       14  2000000  200000K
+  -> 10.0.0.22:80                        3       40        7  1000000  100000K
+TCP  192.0.2.10:8080                    10      120        0    98765  123456K
+  -> 10.0.1.1:8000                       3       40        7  1000000  100000K
+UDP  192.0.2.53:53                      20      240        0   197530  246913K
+  -> 10.0.0.21:53                        3       40        7  1000000  100000K
+TCP  [2001:db8::10]:443                 30      360        0   296295  370370K
+  -> [2001:db8::21]:443                  3       40        7  1000000  100000K
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_list_thresholds_and_persistent_conn() {
+        let t = table_with_figures();
+        let got = list_one(
+            &t[0],
+            ListFormat {
+                thresholds: true,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
+  -> 10.0.0.3:80                  300        225        0          0         
+  -> 10.0.0.21:80                 200        150        140        2000000   
+  -> 10.0.0.22:80                 100        75         3          12        
+";
+        assert_eq!(got, want, "\n{got}");
+        let got = list_one(
+            &t[0],
+            ListFormat {
+                persistent_conn: true,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
+  -> 10.0.0.3:80                  0         15          0          0         
+  -> 10.0.0.21:80                 3         10          140        2000000   
+  -> 10.0.0.22:80                 1         5           3          12        
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_list_tun_info_and_nosort() {
+        let got = list_one(
+            &table()[0],
+            ListFormat {
+                tun_info: true,
+                nosort: true,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
+  -> 10.0.0.22:80                 Route   n/a           1      3          12        
+  -> 10.0.0.21:80                 Route   n/a           3      140        2000000   
+  -> 10.0.0.3:80                  Tunnel  ipip          0      0          0         
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_save() {
+        let t = table_with_figures();
+        let table = pb::ServiceTable {
+            version: 7,
+            services: t
+                .iter()
+                .map(|s| pb::ServiceConfig {
+                    spec: s.spec.clone(),
+                    real_servers: s.real_servers.iter().map(|d| d.spec.clone().unwrap()).collect(),
+                })
+                .collect(),
+            timeouts: Some(pb::Timeouts {
+                tcp_timeout_s: 900,
+                tcp_fin_timeout_s: 120,
+                udp_timeout_s: 300,
+            }),
+        };
+        let got = save(&table);
+        let want = "\
+-A -t 192.0.2.10:80 -s wlc -p 360 -M 255.255.255.0
+-a -t 192.0.2.10:80 -r 10.0.0.22:80 -g -w 1 -x 100 -y 75
+-a -t 192.0.2.10:80 -r 10.0.0.21:80 -g -w 3 -x 200 -y 150
+-a -t 192.0.2.10:80 -r 10.0.0.3:80 -i -w 0 --tun-type ipip -x 300 -y 225
+-A -t 192.0.2.10:8080 -s sh -b sh-fallback,sh-port
+-a -t 192.0.2.10:8080 -r 10.0.1.1:8000 -m -w 65535 -x 100 -y 75
+-A -u 192.0.2.53:53 -s rr
+-a -u 192.0.2.53:53 -r 10.0.0.21:53 -g -w 1 -x 100 -y 75
+-A -t [2001:db8::10]:443 -s wrr
+-a -t [2001:db8::10]:443 -r [2001:db8::21]:443 -g -w 2 -x 100 -y 75
+";
+        assert_eq!(got, want, "\n{got}");
+        // Without thresholds and with default timeouts, ipvsadm's own text.
+        let mut plain = table.clone();
+        for s in &mut plain.services {
+            for r in &mut s.real_servers {
+                r.upper_threshold = 0;
+                r.lower_threshold = 0;
+            }
+        }
+        assert!(!save(&plain).contains(" -x "));
+        plain.timeouts = Some(pb::Timeouts {
+            tcp_timeout_s: 3600,
+            tcp_fin_timeout_s: 120,
+            udp_timeout_s: 60,
+        });
+        assert!(save(&plain).starts_with("--set 3600 120 60\n-A -t 192.0.2.10:80 "));
+    }
+
     #[test]
     fn golden_connections() {
         let conn = |proto: pb::Protocol, ms: u32, state: &str, c: &str, v: &str, d: &str| {
