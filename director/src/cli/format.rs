@@ -907,7 +907,11 @@ TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
                 .iter()
                 .map(|s| pb::ServiceConfig {
                     spec: s.spec.clone(),
-                    real_servers: s.real_servers.iter().map(|d| d.spec.clone().unwrap()).collect(),
+                    real_servers: s
+                        .real_servers
+                        .iter()
+                        .map(|d| d.spec.clone().unwrap())
+                        .collect(),
                 })
                 .collect(),
             timeouts: Some(pb::Timeouts {
