@@ -24,6 +24,7 @@ pub mod conn;
 pub mod daemon;
 pub mod dataplane;
 pub mod dest;
+pub mod estimator;
 pub mod forward;
 pub mod health;
 pub mod io;

@@ -530,10 +530,13 @@ async fn every_bad_request_gets_its_code_and_sentence_and_changes_nothing() {
         "page_token"
     );
     check!(
-        "not implemented yet",
-        c.get_service_table(ctl::GetServiceTableRequest {}),
-        Code::Unimplemented,
-        "GetServiceTable (ipvsadm -S) is not implemented"
+        "empty rule op",
+        c.apply_rules(ctl::ApplyRulesRequest {
+            ops: vec![ctl::RuleOp { op: None }],
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "op 0: "
     );
 
     let mut failures = Vec::new();

@@ -40,6 +40,7 @@ use crate::time::Millis;
 mod conns;
 pub mod convert;
 pub mod health;
+pub mod rules;
 mod service;
 
 pub use conns::DEFAULT_PAGE_SIZE;
@@ -99,6 +100,9 @@ pub struct ControlState {
     /// Bumped after every change of the configuration (edit, reload), so
     /// the health monitor follows it.
     changes: tokio::sync::watch::Sender<u64>,
+    /// The rate estimators of every service and real server (`--rate`),
+    /// sampled by the daemon every 2 s.
+    pub rates: Arc<crate::estimator::RateBook>,
 }
 
 /// The configuration and the verdicts laid over it, changed together.
@@ -149,6 +153,7 @@ impl ControlState {
             health: Arc::new(HealthRegistry::default()),
             changes: tokio::sync::watch::Sender::new(0),
             pair: std::sync::OnceLock::new(),
+            rates: Arc::default(),
         }
     }
 

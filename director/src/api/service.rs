@@ -2,10 +2,10 @@
 //!
 //! Implemented: services (add, edit, delete, clear, get, list), real
 //! servers (add, edit, delete), counters, connections, timeouts and node
-//! status, health. Rates are not estimated yet (their fields read 0), and
-//! VRRP and sync status are empty. Every other RPC (save/restore, sync
-//! status, failover, which, watch) answers UNIMPLEMENTED with a sentence
-//! naming it, until the daemon grows into it.
+//! status, health, save/restore (in `rules.rs`). Rates come from the
+//! estimators the daemon samples every 2 s (`estimator.rs`). Every other
+//! RPC (sync status, failover, which, watch) answers UNIMPLEMENTED with a
+//! sentence naming it, until the daemon grows into it.
 //!
 //! Listings show the real servers the dataplane runs — the configured
 //! ones with their effective weights (0 while a health check holds one
@@ -24,6 +24,7 @@ use super::ControlState;
 use super::convert::{self, to_dest_spec, to_service_spec};
 use crate::conn::{ConnState, TcpState};
 use crate::dest::StatsSnapshot;
+use crate::estimator::{RateKey, RateSnapshot};
 use crate::service::{Service, ServiceKey};
 use crate::service_table::ServiceSpec;
 
@@ -70,6 +71,16 @@ fn to_stats(s: StatsSnapshot) -> pb::Stats {
     }
 }
 
+fn to_rates(r: RateSnapshot) -> pb::Rates {
+    pb::Rates {
+        conns_per_sec: r.cps,
+        in_packets_per_sec: r.in_pps,
+        out_packets_per_sec: r.out_pps,
+        in_bytes_per_sec: r.in_bps,
+        out_bytes_per_sec: r.out_bps,
+    }
+}
+
 fn change(version: u64) -> Response<ctl::ConfigChange> {
     Response::new(ctl::ConfigChange {
         config_version: version,
@@ -96,8 +107,10 @@ fn service_info(
         ));
     }
     if opts.include_rates {
-        // The rate estimator is not implemented yet.
-        info.rates = Some(pb::Rates::default());
+        info.rates = Some(to_rates(state.rates.rates(RateKey {
+            service: spec.key,
+            dest: None,
+        })));
     }
     let unix_now = unix_now_ms();
     for e in eff.map_or(&[][..], |s| &s.dests[..]) {
@@ -124,7 +137,12 @@ fn service_info(
             stats: opts
                 .include_stats
                 .then(|| to_stats(dest.map(|d| d.stats.snapshot()).unwrap_or_default())),
-            rates: opts.include_rates.then(pb::Rates::default),
+            rates: opts.include_rates.then(|| {
+                to_rates(state.rates.rates(RateKey {
+                    service: spec.key,
+                    dest: Some(d.addr),
+                }))
+            }),
             health: opts.include_health.then(|| {
                 super::health::real_server_health(state, spec.key, d, effective, unix_now)
             }),
@@ -479,14 +497,14 @@ impl Control for ControlService {
         &self,
         _request: Request<ctl::GetServiceTableRequest>,
     ) -> Result<Response<pb::ServiceTable>, Status> {
-        Err(not_yet("GetServiceTable (ipvsadm -S)"))
+        Ok(Response::new(super::rules::service_table(&self.state)))
     }
 
     async fn apply_rules(
         &self,
-        _request: Request<ctl::ApplyRulesRequest>,
+        request: Request<ctl::ApplyRulesRequest>,
     ) -> Result<Response<ctl::ApplyRulesResponse>, Status> {
-        Err(not_yet("ApplyRules (ipvsadm -R)"))
+        super::rules::apply(&self.state, request.get_ref()).map(Response::new)
     }
 
     async fn get_sync_status(

@@ -166,6 +166,7 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
                 let _ = monitor_rx.await;
             }),
         );
+        let rates = daemon::spawn_rate_estimator(Arc::clone(&state), clock);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -234,6 +235,7 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         let _ = stop_tx.send(());
         let _ = monitor_stop.send(());
         let _ = monitor.await;
+        rates.abort();
         outcome
     });
     println!(

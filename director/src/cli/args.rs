@@ -8,8 +8,13 @@
 //! command allows and requires follow ipvsadm's table, and so do its error
 //! sentences ("Illegal 'weight' option with the 'add-service' command").
 //!
-//! Addresses are numeric only (`10.0.0.1:80`, `[2001:db8::1]:80`): dirctl
-//! resolves no host or service names.
+//! Addresses are numeric (`10.0.0.1:80`, `[2001:db8::1]:80`): dirctl
+//! resolves no host names. Ports may be given by the well-known service
+//! names `ipvsadm -S` prints without `-n` (`10.0.0.1:http`, see
+//! [`port_by_name`]). What ipvsadm can do but this director cannot
+//! (firewall marks, one-packet scheduling, persistence engines, GUE/GRE
+//! tunnels, the kernel sync daemon) is refused with a sentence saying so,
+//! never ignored.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -84,6 +89,17 @@ pub struct ListOpts {
     pub timeout: bool,
     /// `-t`/`-u`: one service only.
     pub service: Option<ServiceArg>,
+    /// `--rate`: rates instead of weights and connections.
+    pub rate: bool,
+    /// `--thresholds`: upper and lower thresholds.
+    pub thresholds: bool,
+    /// `--persistent-conn`: persistent connections (templates) per server.
+    pub persistent_conn: bool,
+    /// `--tun-info`: the tunnel type of each real server.
+    pub tun_info: bool,
+    /// `--nosort`: real servers in configuration order (`--sort`, the
+    /// default, orders them by address).
+    pub nosort: bool,
 }
 
 /// One ipvsadm command.
@@ -112,6 +128,10 @@ pub enum Command {
     List(ListOpts),
     /// `-Z`, for one service or all.
     Zero(Option<ServiceArg>),
+    /// `-S [-n]`: the rules in `ipvsadm -R` syntax.
+    Save,
+    /// `-R`: rules from stdin, applied all or nothing.
+    Restore,
     /// `--set tcp tcpfin udp` (0 = unchanged).
     SetTimeouts {
         /// ESTABLISHED timeout, s.
@@ -163,6 +183,12 @@ enum Opt {
     Stats,
     Exact,
     SchedFlags,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    TunInfo,
+    NoSort,
+    TunType,
 }
 
 impl Opt {
@@ -184,6 +210,12 @@ impl Opt {
             Opt::Stats => "stats",
             Opt::Exact => "exact",
             Opt::SchedFlags => "sched-flags",
+            Opt::Rate => "rate",
+            Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
+            Opt::TunInfo => "tun-info",
+            Opt::NoSort => "nosort",
+            Opt::TunType => "tun-type",
         }
     }
 }
@@ -200,6 +232,8 @@ enum Cmd {
     DelDest,
     SetTimeout,
     Zero,
+    Save,
+    Restore,
     Help,
     Version,
 }
@@ -217,6 +251,8 @@ impl Cmd {
             Cmd::DelDest => "delete-server",
             Cmd::SetTimeout => "set",
             Cmd::Zero => "zero",
+            Cmd::Save => "save",
+            Cmd::Restore => "restore",
             Cmd::Help => "help",
             Cmd::Version => "version",
         }
@@ -231,14 +267,32 @@ impl Cmd {
                 &[Service],
             ),
             Cmd::Del => (&[Service], &[Service]),
-            Cmd::List => (&[Numeric, Connection, Service, Timeout, Stats, Exact], &[]),
+            Cmd::List => (
+                &[
+                    Numeric,
+                    Connection,
+                    Service,
+                    Timeout,
+                    Stats,
+                    Exact,
+                    Rate,
+                    Thresholds,
+                    PersistentConn,
+                    TunInfo,
+                    NoSort,
+                ],
+                &[],
+            ),
             Cmd::AddDest | Cmd::EditDest => (
-                &[Service, Server, Forward, Weight, UThreshold, LThreshold],
+                &[
+                    Service, Server, Forward, Weight, UThreshold, LThreshold, TunType,
+                ],
                 &[Service, Server],
             ),
+            Cmd::Save => (&[Numeric], &[]),
             Cmd::DelDest => (&[Service, Server], &[Service, Server]),
             Cmd::Zero => (&[Service], &[]),
-            Cmd::Flush | Cmd::SetTimeout | Cmd::Help | Cmd::Version => (&[], &[]),
+            Cmd::Flush | Cmd::SetTimeout | Cmd::Restore | Cmd::Help | Cmd::Version => (&[], &[]),
         }
     }
 }
@@ -284,12 +338,44 @@ impl Raw {
 
 /// Option letters that take no value.
 fn flag_letter(c: char) -> bool {
-    "AEDCLlZaedghinmcv".contains(c)
+    "AEDCLlZaedghinmcvSR".contains(c)
 }
 
 /// Option letters that take a value (`p` takes an optional one).
 fn value_letter(c: char) -> bool {
     "tusMrwxyb".contains(c)
+}
+
+/// What ipvsadm takes but this director cannot do, by option letter.
+fn unsupported_letter(c: char) -> Option<&'static str> {
+    match c {
+        'f' => Some(
+            "firewall-mark services (-f) are not supported by this director; \
+             use -t or -u with an address and port",
+        ),
+        'o' => Some("one-packet scheduling (-o) is not supported by this director"),
+        '6' => Some("firewall-mark services (-f ... -6) are not supported by this director"),
+        _ => None,
+    }
+}
+
+/// What ipvsadm takes but this director cannot do, by long option.
+fn unsupported_long(name: &str) -> Option<&'static str> {
+    match name {
+        "fwmark-service" => unsupported_letter('f'),
+        "ops" => unsupported_letter('o'),
+        "pe" => Some("persistence engines (--pe) are not supported by this director"),
+        "tun-port" | "tun-nocsum" | "tun-csum" | "tun-remcsum" => Some(
+            "GUE and GRE tunnels (--tun-port, --tun-*csum) are not supported by this \
+             director; only IPIP (-i, --tun-type ipip)",
+        ),
+        "start-daemon" | "stop-daemon" | "daemon" | "mcast-interface" | "syncid"
+        | "sync-maxlen" | "mcast-group" | "mcast-port" | "mcast-ttl" => Some(
+            "the IPVS sync daemon is not part of this director: connection sync runs \
+             over gRPC (see the [sync] configuration and `dirctl status`)",
+        ),
+        _ => None,
+    }
 }
 
 /// Parse ipvsadm-syntax arguments (without the program name).
@@ -331,6 +417,8 @@ where
                     };
                     apply_letter(&mut raw, c, Some(value))?;
                     break;
+                } else if let Some(why) = unsupported_letter(c) {
+                    return err(why);
                 } else {
                     return err(format!("unknown option '-{c}'"));
                 }
@@ -377,6 +465,8 @@ fn long_option(
         "clear" => 'C',
         "list" => 'L',
         "zero" => 'Z',
+        "save" => 'S',
+        "restore" => 'R',
         "add-server" => 'a',
         "edit-server" => 'e',
         "delete-server" => 'd',
@@ -410,6 +500,33 @@ fn long_option(
             return raw.set_opt(Opt::Timeout);
         }
         "sort" => return no_inline(name, &inline),
+        "rate" | "thresholds" | "persistent-conn" | "tun-info" | "nosort" => {
+            no_inline(name, &inline)?;
+            return raw.set_opt(match name {
+                "rate" => Opt::Rate,
+                "thresholds" => Opt::Thresholds,
+                "persistent-conn" => Opt::PersistentConn,
+                "tun-info" => Opt::TunInfo,
+                _ => Opt::NoSort,
+            });
+        }
+        "tun-type" => {
+            let v = match inline {
+                Some(v) => v,
+                None => take_value(args, i, "--tun-type")?,
+            };
+            raw.set_opt(Opt::TunType)?;
+            return match v.as_str() {
+                "ipip" => Ok(()),
+                "gue" | "gre" => err(format!(
+                    "--tun-type {v}: GUE and GRE tunnels are not supported by this director; \
+                     only ipip"
+                )),
+                other => err(format!(
+                    "invalid tunnel type {other:?} (expected ipip, gue or gre)"
+                )),
+            };
+        }
         "server" => {
             let v = match inline {
                 Some(v) => v,
@@ -432,7 +549,12 @@ fn long_option(
             raw.timeouts = Some((v[0], v[1], v[2]));
             return Ok(());
         }
-        _ => return err(format!("unknown option '--{name}'")),
+        other => {
+            return err(match unsupported_long(other) {
+                Some(why) => why.to_owned(),
+                None => format!("unknown option '--{name}'"),
+            });
+        }
     };
     if flag_letter(letter) {
         no_inline(name, &inline)?;
@@ -465,6 +587,8 @@ fn apply_letter(raw: &mut Raw, c: char, value: Option<String>) -> Result<(), Arg
         'C' => raw.set_cmd(Cmd::Flush),
         'L' | 'l' => raw.set_cmd(Cmd::List),
         'Z' => raw.set_cmd(Cmd::Zero),
+        'S' => raw.set_cmd(Cmd::Save),
+        'R' => raw.set_cmd(Cmd::Restore),
         'a' => raw.set_cmd(Cmd::AddDest),
         'e' => raw.set_cmd(Cmd::EditDest),
         'd' => raw.set_cmd(Cmd::DelDest),
@@ -590,16 +714,92 @@ pub fn parse_addr(what: &str, s: &str) -> Result<SocketAddr, ArgError> {
             None => (s, None),
         }
     };
-    let ip: IpAddr = host
-        .parse()
-        .map_err(|_| bad("not a numeric IP address (dirctl resolves no names)"))?;
+    let ip: IpAddr = host.parse().map_err(|_| {
+        bad(&format!(
+            "{host:?} is not a numeric IP address; dirctl resolves no host names \
+             (save rules with ipvsadm -S -n)"
+        ))
+    })?;
     let port = match port {
         None => 0,
-        Some(p) => p
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => p
             .parse::<u16>()
             .map_err(|_| bad("the port must be a number 0..=65535"))?,
+        Some(p) => port_by_name(p).ok_or_else(|| {
+            bad(&format!(
+                "unknown service name {p:?}: give the port number \
+                 (save rules with ipvsadm -S -n)"
+            ))
+        })?,
     };
     Ok(SocketAddr::new(ip, port))
+}
+
+/// Well-known service names, as `getservbyport` names the ports in
+/// Debian's and Red Hat's `/etc/services` (what `ipvsadm -S` without `-n`
+/// prints). A port with a different name per protocol has both.
+const SERVICE_NAMES: &[(&str, u16)] = &[
+    ("ftp-data", 20),
+    ("ftp", 21),
+    ("ssh", 22),
+    ("telnet", 23),
+    ("smtp", 25),
+    ("domain", 53),
+    ("bootps", 67),
+    ("tftp", 69),
+    ("gopher", 70),
+    ("finger", 79),
+    ("http", 80),
+    ("www", 80),
+    ("kerberos", 88),
+    ("pop3", 110),
+    ("sunrpc", 111),
+    ("auth", 113),
+    ("nntp", 119),
+    ("ntp", 123),
+    ("imap2", 143),
+    ("imap", 143),
+    ("snmp", 161),
+    ("bgp", 179),
+    ("irc", 194),
+    ("ldap", 389),
+    ("https", 443),
+    ("microsoft-ds", 445),
+    ("submissions", 465),
+    ("smtps", 465),
+    ("isakmp", 500),
+    ("syslog", 514),
+    ("shell", 514),
+    ("printer", 515),
+    ("submission", 587),
+    ("ldaps", 636),
+    ("rsync", 873),
+    ("ftps", 990),
+    ("imaps", 993),
+    ("pop3s", 995),
+    ("openvpn", 1194),
+    ("ms-sql-s", 1433),
+    ("radius", 1812),
+    ("radius-acct", 1813),
+    ("nfs", 2049),
+    ("mysql", 3306),
+    ("ms-wbt-server", 3389),
+    ("sip", 5060),
+    ("sip-tls", 5061),
+    ("xmpp-client", 5222),
+    ("postgresql", 5432),
+    ("redis", 6379),
+    ("http-alt", 8080),
+    ("webcache", 8080),
+];
+
+/// The port of a well-known service name (`http` is 80), if dirctl knows
+/// it: see [`SERVICE_NAMES`].
+pub fn port_by_name(name: &str) -> Option<u16> {
+    SERVICE_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
 }
 
 /// `-M`: a dotted IPv4 mask (`255.255.255.0`) or a prefix length (`24`).
@@ -705,6 +905,9 @@ fn finish(raw: Raw) -> Result<Invocation, ArgError> {
                 upper: raw.upper,
                 lower: raw.lower,
             };
+            if raw.opts.contains(&Opt::TunType) && opts.method != Some(ForwardMethod::Tunnel) {
+                return err("Tunnel options conflict with forward method (--tun-type needs -i)");
+            }
             if let (Some(u), Some(l)) = (opts.upper, opts.lower)
                 && u != 0
                 && l > u
@@ -740,9 +943,16 @@ fn finish(raw: Raw) -> Result<Invocation, ArgError> {
                 connections: has(Opt::Connection),
                 timeout: has(Opt::Timeout),
                 service: raw.service,
+                rate: has(Opt::Rate),
+                thresholds: has(Opt::Thresholds),
+                persistent_conn: has(Opt::PersistentConn),
+                tun_info: has(Opt::TunInfo),
+                nosort: has(Opt::NoSort),
             })
         }
         Cmd::Zero => Command::Zero(raw.service),
+        Cmd::Save => Command::Save,
+        Cmd::Restore => Command::Restore,
         Cmd::SetTimeout => {
             let (tcp, tcpfin, udp) = raw.timeouts.unwrap_or_default();
             Command::SetTimeouts { tcp, tcpfin, udp }
@@ -770,7 +980,10 @@ Usage:
   dirctl -L|l [-t|u service-address] [-n] [--stats] [--exact]
   dirctl -L|l -c [-n]
   dirctl -L|l --timeout
+  dirctl -L|l [-t|u service-address] [-n] --rate|--thresholds|--persistent-conn|--tun-info [--nosort]
   dirctl -Z [-t|u service-address]
+  dirctl -S [-n]
+  dirctl -R < rules
   dirctl --set tcp tcpfin udp
   dirctl health [-t|u service-address] [-r server-address] [-n]
   dirctl realserver setup|check|undo|decap ...   (see dirctl realserver --help)
@@ -794,7 +1007,15 @@ Options:
   -c, --connection     list the connection table
   --timeout            list the timeouts (tcp tcpfin udp)
   --stats              list counters
+  --rate               list rates (CPS, packets and bytes per second, IPVS's 2 s estimator)
+  --thresholds         list the upper and lower connection thresholds
+  --persistent-conn    list persistent connections (templates) per real server
+  --tun-info           list the tunnel type of each real server
+  --sort, --nosort     real servers by address (default), or in configuration order
   --exact              print exact numbers
+  -S, --save           print the rules as ipvsadm -S -n does (plus -x/-y, and --set
+                       when the timeouts are not the defaults), always numeric
+  -R, --restore        apply ipvsadm rules from stdin, all or nothing
   -n, --numeric        numeric output (always numeric; accepted for compatibility)
 ",
         scheds.join(" ")

@@ -8,7 +8,7 @@
 //! Exit status: 0 done, 1 refused or unreachable, 2 bad command line.
 
 use std::error::Error as _;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,9 +16,9 @@ use lb_proto::common as pb;
 use lb_proto::control::{self as ctl, control_client::ControlClient};
 use tonic::transport::{Channel, Endpoint};
 
-use super::args::{self, Command, Invocation, ServerOpts, ServiceArg, ServiceOpts};
+use super::args::{self, Command, Invocation, ServiceArg};
 use super::format::{self, ListFormat, endpoint};
-use crate::api::convert::{to_method, to_protocol};
+use super::rules::{self, key, server_spec, service_spec};
 
 /// Where the control API listens unless told otherwise.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:7400";
@@ -100,45 +100,6 @@ pub async fn connect(server: &str) -> Result<ControlClient<Channel>, ClientError
         .connect_timeout(CONNECT_TIMEOUT);
     let channel = ep.connect().await.map_err(|e| unreachable(reason(&e)))?;
     Ok(ControlClient::new(channel))
-}
-
-fn key(s: ServiceArg) -> pb::ServiceKey {
-    pb::ServiceKey {
-        protocol: to_protocol(s.protocol) as i32,
-        vip: Some(endpoint(s.vip)),
-        fwmark: 0,
-        family: 0,
-    }
-}
-
-fn service_spec(o: &ServiceOpts) -> pb::ServiceSpec {
-    pb::ServiceSpec {
-        key: Some(key(o.service)),
-        scheduler: o.scheduler.map(|s| s.name().to_owned()).unwrap_or_default(),
-        scheduler_flags: Some(pb::SchedulerFlags {
-            hash_fallback: o.flags.fallback,
-            hash_port: o.flags.port,
-            mh_table_size: 0,
-        }),
-        persistence: o.persistent.map(|t| pb::Persistence {
-            timeout_s: t.unwrap_or(0),
-            netmask_prefix_len: o.netmask.map(u32::from),
-        }),
-        one_packet: false,
-        health_check: None,
-    }
-}
-
-fn server_spec(o: &ServerOpts) -> pb::RealServerSpec {
-    pb::RealServerSpec {
-        address: Some(endpoint(o.server)),
-        method: o.method.map_or(pb::ForwardMethod::Unspecified, to_method) as i32,
-        weight: o.weight,
-        upper_threshold: o.upper.unwrap_or(0),
-        lower_threshold: o.lower.unwrap_or(0),
-        tunnel: None,
-        health_check: None,
-    }
 }
 
 /// Run one command against `server`, writing listings to `out`.
@@ -256,11 +217,16 @@ pub async fn execute(
             let fmt = ListFormat {
                 stats: l.stats,
                 exact: l.exact,
+                rate: l.rate,
+                thresholds: l.thresholds,
+                persistent_conn: l.persistent_conn,
+                tun_info: l.tun_info,
+                nosort: l.nosort,
             };
             let options = Some(ctl::ListOptions {
                 include_real_servers: true,
                 include_stats: l.stats,
-                include_rates: false,
+                include_rates: l.rate,
                 include_health: false,
             });
             let text = match l.service {
@@ -285,6 +251,37 @@ pub async fn execute(
                 }
             };
             out.write_all(text.as_bytes())?;
+        }
+        Command::Save => {
+            let table = c
+                .get_service_table(ctl::GetServiceTableRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner();
+            out.write_all(format::save(&table).as_bytes())?;
+        }
+        Command::Restore => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| ClientError::Refused(format!("reading the rules from stdin: {e}")))?;
+            let lines = rules::parse(&text)
+                .map_err(|e| ClientError::Refused(format!("{e}; nothing was applied")))?;
+            c.apply_rules(ctl::ApplyRulesRequest {
+                ops: rules::to_ops(&lines),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| match status_error(server, s) {
+                ClientError::Refused(msg) => ClientError::Refused(format!(
+                    "{}; nothing was applied",
+                    rules::Refusal {
+                        lines: &lines,
+                        message: &msg,
+                    }
+                )),
+                other => other,
+            })?;
         }
         Command::Help | Command::Version => {}
     }

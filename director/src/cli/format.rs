@@ -1,7 +1,11 @@
 //! ipvsadm's listing layouts, column for column: `-Ln`, `-Ln --stats`
-//! (with and without `--exact`), `-Lnc` and `-L --timeout`, rendered from
-//! the control API's messages. Scripts that parse ipvsadm's output parse
-//! these.
+//! (with and without `--exact`), `--rate`, `--thresholds`,
+//! `--persistent-conn`, `--tun-info`, `-Lnc`, `-L --timeout`, and the rule
+//! format of `-S` ([`save`]), rendered from the control API's messages.
+//! Scripts that parse ipvsadm's output parse these. The layouts follow the
+//! format strings of ipvsadm 1.31 (`print_title`, `print_service_entry`,
+//! `print_largenum`); when several views are asked for, the first of
+//! stats, rate, thresholds, persistent-conn, tun-info wins, as in ipvsadm.
 //!
 //! Addresses are always numeric (`-n` or not). The banner's version and
 //! size are IPVS's (1.2.1, a 4096-bucket connection hash): constant, for
@@ -23,6 +27,46 @@ pub struct ListFormat {
     pub stats: bool,
     /// `--exact`: no K/M/G/T abbreviation of counters.
     pub exact: bool,
+    /// `--rate`: rates instead of weights and connections.
+    pub rate: bool,
+    /// `--thresholds`: upper/lower thresholds and connections.
+    pub thresholds: bool,
+    /// `--persistent-conn`: weight, persistent, active and inactive
+    /// connections.
+    pub persistent_conn: bool,
+    /// `--tun-info`: the default view with a tunnel column.
+    pub tun_info: bool,
+    /// `--nosort`: real servers in configuration order.
+    pub nosort: bool,
+}
+
+/// The one view a [`ListFormat`] selects, by ipvsadm's precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Default,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    TunInfo,
+}
+
+impl ListFormat {
+    fn view(self) -> View {
+        if self.stats {
+            View::Stats
+        } else if self.rate {
+            View::Rate
+        } else if self.thresholds {
+            View::Thresholds
+        } else if self.persistent_conn {
+            View::PersistentConn
+        } else if self.tun_info {
+            View::TunInfo
+        } else {
+            View::Default
+        }
+    }
 }
 
 /// An endpoint as ipvsadm prints it numerically: `ip:port`, `[ip6]:port`.
@@ -135,16 +179,31 @@ fn sched_flags(spec: &pb::ServiceSpec) -> Option<String> {
 
 /// The column titles of a service listing.
 pub fn title(fmt: ListFormat) -> String {
-    if fmt.stats {
-        format!(
-            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
-            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
-        )
-    } else {
-        String::from(
-            "Prot LocalAddress:Port Scheduler Flags\n  \
-             -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
-        )
+    const PROT: &str = "Prot LocalAddress:Port";
+    const REMOTE: &str = "  -> RemoteAddress:Port";
+    match fmt.view() {
+        View::Stats => format!(
+            "{PROT:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n{REMOTE}\n",
+            "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        ),
+        View::Rate => format!(
+            "{PROT:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n{REMOTE}\n",
+            "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        ),
+        View::Thresholds => format!(
+            "{PROT:<33} {:<10} {:<10} {:<10} {:<10}\n{REMOTE}\n",
+            "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        ),
+        View::PersistentConn => format!(
+            "{PROT:<33} {:<9} {:<11} {:<10} {:<10}\n{REMOTE}\n",
+            "Weight", "PersistConn", "ActiveConn", "InActConn"
+        ),
+        View::TunInfo => format!(
+            "{PROT} Scheduler Flags\n{REMOTE}           Forward TunnelInfo    Weight ActiveConn InActConn\n"
+        ),
+        View::Default => format!(
+            "{PROT} Scheduler Flags\n{REMOTE}           Forward Weight ActiveConn InActConn\n"
+        ),
     }
 }
 
@@ -244,10 +303,23 @@ pub fn service_entry(out: &mut String, svc: &ctl::ServiceInfo, fmt: ListFormat) 
     let key = spec.key.as_ref();
     let name = service_name(key);
     let v6 = is_v6(key.and_then(|k| k.vip.as_ref()));
-    if fmt.stats {
+    let view = fmt.view();
+    if view == View::Stats {
         let s = svc.stats.unwrap_or_default();
         let _ = write!(out, "{name:<33}");
         stats_columns(out, &s, fmt.exact);
+    } else if view == View::Rate {
+        let r = svc.rates.unwrap_or_default();
+        let _ = write!(out, "{name:<33}");
+        for n in [
+            r.conns_per_sec,
+            r.in_packets_per_sec,
+            r.out_packets_per_sec,
+            r.in_bytes_per_sec,
+            r.out_bytes_per_sec,
+        ] {
+            out.push_str(&largenum(n, fmt.exact));
+        }
     } else {
         let _ = write!(out, "{name} {}", spec.scheduler);
         if let Some(flags) = sched_flags(spec) {
@@ -272,7 +344,9 @@ pub fn service_entry(out: &mut String, svc: &ctl::ServiceInfo, fmt: ListFormat) 
     out.push('\n');
 
     let mut dests: Vec<&ctl::RealServerInfo> = svc.real_servers.iter().collect();
-    dests.sort_by_key(|d| sort_key(d.spec.as_ref().and_then(|s| s.address.as_ref())));
+    if !fmt.nosort {
+        dests.sort_by_key(|d| sort_key(d.spec.as_ref().and_then(|s| s.address.as_ref())));
+    }
     for d in dests {
         let default_rs = pb::RealServerSpec::default();
         let rs = d.spec.as_ref().unwrap_or(&default_rs);
@@ -280,23 +354,175 @@ pub fn service_entry(out: &mut String, svc: &ctl::ServiceInfo, fmt: ListFormat) 
         if !v6 {
             truncate(&mut dname, 28);
         }
-        if fmt.stats {
-            let _ = write!(out, "  -> {dname:<28}");
-            stats_columns(out, &d.stats.unwrap_or_default(), fmt.exact);
-            out.push('\n');
-        } else {
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
-                method_name(rs.method),
-                // What the schedulers use: 0 while a health check holds
-                // the server down (as ipvsadm shows it under keepalived).
-                d.effective_weight,
-                d.active_conns,
-                d.inactive_conns
-            );
+        // What the schedulers use: 0 while a health check holds the
+        // server down (as ipvsadm shows it under keepalived).
+        let weight = d.effective_weight;
+        match view {
+            View::Stats => {
+                let _ = write!(out, "  -> {dname:<28}");
+                stats_columns(out, &d.stats.unwrap_or_default(), fmt.exact);
+                out.push('\n');
+            }
+            View::Rate => {
+                // ipvsadm prints the three per-second counts as they are
+                // (" %8llu") and abbreviates only the byte rates.
+                let r = d.rates.unwrap_or_default();
+                let _ = write!(
+                    out,
+                    "  -> {dname:<28} {:8} {:8} {:8}",
+                    r.conns_per_sec, r.in_packets_per_sec, r.out_packets_per_sec
+                );
+                out.push_str(&largenum(r.in_bytes_per_sec, fmt.exact));
+                out.push_str(&largenum(r.out_bytes_per_sec, fmt.exact));
+                out.push('\n');
+            }
+            View::Thresholds => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
+                    rs.upper_threshold, rs.lower_threshold, d.active_conns, d.inactive_conns
+                );
+            }
+            View::PersistentConn => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
+                    weight, d.persistent_conns, d.active_conns, d.inactive_conns
+                );
+            }
+            View::TunInfo => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                    method_name(rs.method),
+                    tun_info(rs),
+                    weight,
+                    d.active_conns,
+                    d.inactive_conns
+                );
+            }
+            View::Default => {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
+                    method_name(rs.method),
+                    weight,
+                    d.active_conns,
+                    d.inactive_conns
+                );
+            }
         }
     }
+}
+
+/// ipvsadm's TunnelInfo column: the tunnel type of a tunnel server,
+/// "n/a" for the others.
+fn tun_info(rs: &pb::RealServerSpec) -> String {
+    if pb::ForwardMethod::try_from(rs.method) != Ok(pb::ForwardMethod::Tunnel) {
+        return String::from("n/a");
+    }
+    let t = rs.tunnel.unwrap_or_default();
+    match pb::TunnelType::try_from(t.r#type) {
+        Ok(pb::TunnelType::Gue) => format!("gue:{}", t.port),
+        Ok(pb::TunnelType::Gre) => String::from("gre"),
+        _ => String::from("ipip"),
+    }
+}
+
+/// The rule set in `ipvsadm -S -n` syntax: one `-A` line per service
+/// (ordered by key, as the table comes), then one `-a` line per real
+/// server. Exactly ipvsadm 1.31's text for what ipvsadm can express, with
+/// three deliberate differences so a `dirctl -R` of it rebuilds the very
+/// same table:
+///
+/// - real servers come in configuration order (the order the schedulers
+///   see), where ipvsadm sorts them by address;
+/// - `-x`/`-y` follow a real server's weight when its thresholds are set
+///   (ipvsadm -S drops them; ipvsadm -R accepts them);
+/// - a `--set tcp tcpfin udp` line comes first when the timeouts are not
+///   IPVS's defaults (900 120 300); ipvsadm -S never saves timeouts.
+///
+/// Addresses are always numeric (`-S` and `-S -n` print the same).
+pub fn save(table: &pb::ServiceTable) -> String {
+    let mut out = String::new();
+    if let Some(t) = table.timeouts
+        && (t.tcp_timeout_s, t.tcp_fin_timeout_s, t.udp_timeout_s) != (900, 120, 300)
+    {
+        let _ = writeln!(
+            out,
+            "--set {} {} {}",
+            t.tcp_timeout_s, t.tcp_fin_timeout_s, t.udp_timeout_s
+        );
+    }
+    for svc in &table.services {
+        let default_spec = pb::ServiceSpec::default();
+        let spec = svc.spec.as_ref().unwrap_or(&default_spec);
+        let key = spec.key.clone().unwrap_or_default();
+        let v6 = is_v6(key.vip.as_ref());
+        let name = if key.fwmark != 0 {
+            if v6 || key.family == pb::AddressFamily::Ipv6 as i32 {
+                format!("-f {} -6", key.fwmark)
+            } else {
+                format!("-f {}", key.fwmark)
+            }
+        } else {
+            let opt = match pb::Protocol::try_from(key.protocol) {
+                Ok(pb::Protocol::Udp) => "-u",
+                _ => "-t",
+            };
+            format!("{opt} {}", addr_port(key.vip.as_ref()))
+        };
+        let sched = if spec.scheduler.is_empty() {
+            "wlc"
+        } else {
+            spec.scheduler.as_str()
+        };
+        let _ = write!(out, "-A {name} -s {sched}");
+        if let Some(p) = &spec.persistence {
+            let timeout = if p.timeout_s == 0 { 360 } else { p.timeout_s };
+            let _ = write!(out, " -p {timeout}");
+            let full = if v6 { 128 } else { 32 };
+            let prefix = p.netmask_prefix_len.unwrap_or(full);
+            if prefix != full {
+                if v6 {
+                    let _ = write!(out, " -M {prefix}");
+                } else {
+                    let _ = write!(out, " -M {}", dotted_mask(prefix));
+                }
+            }
+        }
+        if spec.one_packet {
+            out.push_str(" -o");
+        }
+        if let Some(flags) = sched_flags(spec) {
+            let _ = write!(out, " -b {flags}");
+        }
+        out.push('\n');
+        for rs in &svc.real_servers {
+            let switch = match pb::ForwardMethod::try_from(rs.method) {
+                Ok(pb::ForwardMethod::Tunnel) => "-i",
+                Ok(pb::ForwardMethod::Nat) => "-m",
+                _ => "-g",
+            };
+            let _ = write!(
+                out,
+                "-a {name} -r {} {switch} -w {}",
+                addr_port(rs.address.as_ref()),
+                rs.weight.unwrap_or(1)
+            );
+            if switch == "-i" {
+                out.push_str(" --tun-type ipip");
+            }
+            if rs.upper_threshold != 0 {
+                let _ = write!(out, " -x {}", rs.upper_threshold);
+            }
+            if rs.lower_threshold != 0 {
+                let _ = write!(out, " -y {}", rs.lower_threshold);
+            }
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn sort_key(ep: Option<&pb::Endpoint>) -> (Option<IpAddr>, u32) {
@@ -519,7 +745,7 @@ TCP  [2001:db8::10]:443 wrr
     fn golden_list_stats() {
         let fmt = ListFormat {
             stats: true,
-            exact: false,
+            ..Default::default()
         };
         let got = list_all(&table(), fmt);
         let want = "\
@@ -545,6 +771,7 @@ TCP  [2001:db8::10]:443                  2       20       14    29600   126000
         let fmt = ListFormat {
             stats: true,
             exact: true,
+            ..Default::default()
         };
         let got = list_one(&table()[0], fmt);
         let want = "\
@@ -556,6 +783,172 @@ TCP  192.0.2.10:80                123456789 9876543210        0 1234567890123456
   -> 10.0.0.22:80                    15000   150000   105000 222000000 945000000
 ";
         assert_eq!(got, want, "\n{got}");
+    }
+
+    /// The fixed table with rates, thresholds and persistent connections.
+    fn table_with_figures() -> Vec<ctl::ServiceInfo> {
+        let mut t = table();
+        for (i, s) in t.iter_mut().enumerate() {
+            let i = i as u64;
+            s.rates = Some(pb::Rates {
+                conns_per_sec: 10 * i,
+                in_packets_per_sec: 120 * i,
+                out_packets_per_sec: 0,
+                in_bytes_per_sec: 98_765 * i,
+                out_bytes_per_sec: 123_456_789 * i,
+            });
+            for (j, d) in s.real_servers.iter_mut().enumerate() {
+                let j = j as u64 + 1;
+                d.rates = Some(pb::Rates {
+                    conns_per_sec: 3 * j,
+                    in_packets_per_sec: 40 * j,
+                    out_packets_per_sec: 7 * j,
+                    in_bytes_per_sec: 1_000_000 * j,
+                    out_bytes_per_sec: 100_000_000 * j,
+                });
+                d.persistent_conns = 5 * j as u32;
+                let spec = d.spec.as_mut().unwrap();
+                spec.upper_threshold = 100 * j as u32;
+                spec.lower_threshold = 75 * j as u32;
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn golden_list_rate() {
+        let fmt = ListFormat {
+            rate: true,
+            ..Default::default()
+        };
+        let got = list_all(&table_with_figures(), fmt);
+        let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80                       0        0        0        0        0
+  -> 10.0.0.3:80                         9      120       21  3000000  300000K
+  -> 10.0.0.21:80                        6       80       14  2000000  200000K
+  -> 10.0.0.22:80                        3       40        7  1000000  100000K
+TCP  192.0.2.10:8080                    10      120        0    98765  123456K
+  -> 10.0.1.1:8000                       3       40        7  1000000  100000K
+UDP  192.0.2.53:53                      20      240        0   197530  246913K
+  -> 10.0.0.21:53                        3       40        7  1000000  100000K
+TCP  [2001:db8::10]:443                 30      360        0   296295  370370K
+  -> [2001:db8::21]:443                  3       40        7  1000000  100000K
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_list_thresholds_and_persistent_conn() {
+        let t = table_with_figures();
+        let got = list_one(
+            &t[0],
+            ListFormat {
+                thresholds: true,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
+  -> 10.0.0.3:80                  300        225        0          0         
+  -> 10.0.0.21:80                 200        150        140        2000000   
+  -> 10.0.0.22:80                 100        75         3          12        
+";
+        assert_eq!(got, want, "\n{got}");
+        let got = list_one(
+            &t[0],
+            ListFormat {
+                persistent_conn: true,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
+  -> 10.0.0.3:80                  0         15          0          0         
+  -> 10.0.0.21:80                 3         10          140        2000000   
+  -> 10.0.0.22:80                 1         5           3          12        
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_list_tun_info_and_nosort() {
+        let got = list_one(
+            &table()[0],
+            ListFormat {
+                tun_info: true,
+                nosort: true,
+                ..Default::default()
+            },
+        );
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  192.0.2.10:80 wlc persistent 360 mask 255.255.255.0
+  -> 10.0.0.22:80                 Route   n/a           1      3          12        
+  -> 10.0.0.21:80                 Route   n/a           3      140        2000000   
+  -> 10.0.0.3:80                  Tunnel  ipip          0      0          0         
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn golden_save() {
+        let t = table_with_figures();
+        let table = pb::ServiceTable {
+            version: 7,
+            services: t
+                .iter()
+                .map(|s| pb::ServiceConfig {
+                    spec: s.spec.clone(),
+                    real_servers: s
+                        .real_servers
+                        .iter()
+                        .map(|d| d.spec.clone().unwrap())
+                        .collect(),
+                })
+                .collect(),
+            timeouts: Some(pb::Timeouts {
+                tcp_timeout_s: 900,
+                tcp_fin_timeout_s: 120,
+                udp_timeout_s: 300,
+            }),
+        };
+        let got = save(&table);
+        let want = "\
+-A -t 192.0.2.10:80 -s wlc -p 360 -M 255.255.255.0
+-a -t 192.0.2.10:80 -r 10.0.0.22:80 -g -w 1 -x 100 -y 75
+-a -t 192.0.2.10:80 -r 10.0.0.21:80 -g -w 3 -x 200 -y 150
+-a -t 192.0.2.10:80 -r 10.0.0.3:80 -i -w 0 --tun-type ipip -x 300 -y 225
+-A -t 192.0.2.10:8080 -s sh -b sh-fallback,sh-port
+-a -t 192.0.2.10:8080 -r 10.0.1.1:8000 -m -w 65535 -x 100 -y 75
+-A -u 192.0.2.53:53 -s rr
+-a -u 192.0.2.53:53 -r 10.0.0.21:53 -g -w 1 -x 100 -y 75
+-A -t [2001:db8::10]:443 -s wrr
+-a -t [2001:db8::10]:443 -r [2001:db8::21]:443 -g -w 2 -x 100 -y 75
+";
+        assert_eq!(got, want, "\n{got}");
+        // Without thresholds and with default timeouts, ipvsadm's own text.
+        let mut plain = table.clone();
+        for s in &mut plain.services {
+            for r in &mut s.real_servers {
+                r.upper_threshold = 0;
+                r.lower_threshold = 0;
+            }
+        }
+        assert!(!save(&plain).contains(" -x "));
+        plain.timeouts = Some(pb::Timeouts {
+            tcp_timeout_s: 3600,
+            tcp_fin_timeout_s: 120,
+            udp_timeout_s: 60,
+        });
+        assert!(save(&plain).starts_with("--set 3600 120 60\n-A -t 192.0.2.10:80 "));
     }
 
     #[test]

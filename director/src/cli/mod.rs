@@ -1,8 +1,11 @@
-//! `dirctl`'s ipvsadm side: the command-line syntax ([`args`]), the
-//! listing layouts ([`format`]) — pure functions, unit tested without a
-//! server — and the gRPC client that runs a parsed command ([`client`]).
+//! `dirctl`'s ipvsadm side: the command-line syntax ([`args`]), rules
+//! files as `ipvsadm -S` writes them ([`rules`], also read by the daemon's
+//! configuration), the listing layouts ([`format`]) — pure functions, unit
+//! tested without a server — and the gRPC client that runs a parsed
+//! command ([`client`]).
 
 pub mod args;
 pub mod client;
 pub mod format;
 pub mod pair;
+pub mod rules;

@@ -443,6 +443,15 @@ pub enum Problem {
     /// ([`ServiceTable::rebuild`](crate::ServiceTable::rebuild)).
     #[error("{0}")]
     Service(#[from] SpecError),
+    /// A line of the ipvsadm rules file named by `[services]
+    /// ipvsadm_rules` is wrong (the location is the rules file's line).
+    #[error("{message} (ipvsadm rules loaded by {config})")]
+    Rules {
+        /// What is wrong.
+        message: String,
+        /// The configuration file that named the rules file.
+        config: String,
+    },
 }
 
 /// The text being parsed, to turn byte spans into locations and errors.

@@ -28,18 +28,30 @@
 //!   method = "dr"
 //! ```
 //!
+//! Services may also come from a file in `ipvsadm -S` syntax (what
+//! `dirctl -S` and `ipvsadm -S -n` print), applied after the
+//! `[[service]]` tables; its `--set` lines override `[timeouts]`, and its
+//! errors name the rules file and line (`rules.rs`):
+//!
+//! ```toml
+//! [services]
+//! ipvsadm_rules = "rules"   # relative to this file's directory
+//! ```
+//!
 //! One file per table: `node`, `dataplane`, `timeouts`, `interface`,
-//! `service` (and `health`, the health-check keys of a service). Each holds the table's raw serde struct (spans kept for error
+//! `service` (and `health`, the health-check keys of a service),
+//! `services` (`rules`). Each holds the table's raw serde struct (spans kept for error
 //! locations) and its validated form; a new table is a new file plus a
 //! field in `RawConfig`. Parsing reads no clock; the only things it asks
-//! the system are the file ([`Config::load`]) and the CPU count, for the
-//! default number of workers.
+//! the system are the file ([`Config::load`]), the rules file it names,
+//! and the CPU count, for the default number of workers.
 
 mod dataplane;
 mod error;
 mod health;
 mod interface;
 mod node;
+mod rules;
 mod service;
 mod sync;
 mod timeouts;
@@ -77,6 +89,8 @@ struct RawConfig {
     interface: Vec<Spanned<interface::RawInterface>>,
     #[serde(default)]
     service: Vec<Spanned<service::RawService>>,
+    #[serde(default)]
+    services: rules::RawServices,
     #[serde(default)]
     vrrp_instance: Vec<Spanned<vrrp::RawVrrpInstance>>,
     #[serde(default)]
@@ -116,9 +130,11 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| src.syntax(&e))?;
         let node = raw.node.validate(&src)?;
         let dataplane = raw.dataplane.validate(&src)?;
-        let timeouts = raw.timeouts.validate(&src)?;
+        let mut timeouts = raw.timeouts.validate(&src)?;
         let interfaces = interface::validate_all(raw.interface, &src)?;
-        let (services, health) = service::validate_all(raw.service, &interfaces, &src)?;
+        let (mut services, health) = service::validate_all(raw.service, &interfaces, &src)?;
+        raw.services
+            .apply(&mut services, &mut timeouts, &health, &src)?;
         let mut config = Config {
             origin: origin.to_string(),
             node,

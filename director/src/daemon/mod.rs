@@ -222,6 +222,24 @@ fn apply_drop(ingress: &mut nft::IngressDrop, rules: &nft::DropRules) {
     }
 }
 
+/// Sample every service's and real server's counters into the rate
+/// estimators every 2 s, as IPVS does (`ipvsadm --rate`), until the task
+/// is aborted or its runtime stops.
+pub fn spawn_rate_estimator(
+    state: Arc<crate::api::ControlState>,
+    clock: Clock,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = std::time::Duration::from_millis(crate::estimator::INTERVAL_MS);
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            state.rates.sample(clock.now(), &state.dp.services());
+        }
+    })
+}
+
 /// The running daemon's shared pieces.
 #[derive(Debug)]
 pub struct Running {
