@@ -41,6 +41,8 @@ mod conns;
 pub mod convert;
 pub mod health;
 mod service;
+mod watch;
+mod which;
 
 pub use conns::DEFAULT_PAGE_SIZE;
 pub use service::ControlService;
