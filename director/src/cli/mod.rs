@@ -6,3 +6,5 @@ pub mod args;
 pub mod client;
 pub mod format;
 pub mod pair;
+pub mod watch;
+pub mod which;
