@@ -260,8 +260,10 @@ async fn which_answers_from_connection_template_scheduler_or_says_why_not() {
     let r = which(&mut c, "192.0.2.200:1000", STICKY).await;
     assert_eq!(source(&r), ctl::WhichSource::Scheduler, "{r:?}");
     assert!(
-        r.reason.starts_with("no template for 192.0.2.0/24 yet; rr: next in round-robin order")
-            && r.reason.ends_with("a new connection would pin 192.0.2.0/24 to it for 300 s"),
+        r.reason
+            .starts_with("no template for 192.0.2.0/24 yet; rr: next in round-robin order")
+            && r.reason
+                .ends_with("a new connection would pin 192.0.2.0/24 to it for 300 s"),
         "{}",
         r.reason
     );
@@ -337,7 +339,10 @@ async fn which_answers_from_connection_template_scheduler_or_says_why_not() {
     // A standby director says it would forward nothing.
     srv.state.dp.set_active(false);
     let r = which(&mut c, "198.51.100.9:1", WEB).await;
-    assert!(r.reason.ends_with("this director is standby: it forwards nothing until it is master"));
+    assert!(
+        r.reason
+            .ends_with("this director is standby: it forwards nothing until it is master")
+    );
     srv.state.dp.set_active(true);
 
     // Bad requests.
@@ -411,7 +416,10 @@ async fn watch_streams_numbered_snapshots_and_stops_when_the_client_leaves() {
         assert_eq!(snap.services.len(), 4, "every service");
         let web = &snap.services[0];
         assert_eq!(web.real_servers.len(), 2, "with its real servers");
-        assert!(web.rates.is_some() && web.stats.is_some(), "rates and stats");
+        assert!(
+            web.rates.is_some() && web.stats.is_some(),
+            "rates and stats"
+        );
     }
     assert!(
         Arc::strong_count(&srv.state) > baseline,
@@ -451,8 +459,7 @@ async fn watch_streams_numbered_snapshots_and_stops_when_the_client_leaves() {
             service: key(pb::Protocol::Tcp, "192.0.2.99:1"),
         })
         .await
-        .err()
-        .expect("unknown service refused");
+        .expect_err("unknown service refused");
     assert_eq!(e.code(), Code::NotFound);
     srv.stop().await;
 }
@@ -532,11 +539,15 @@ fn dirctl_which_prints_the_answer_and_exits_by_it() {
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
     assert!(
-        text.starts_with(&format!("TCP 203.0.113.7:40001 -> 192.0.2.10:443 => {rs} Route\n  source     connection\n")),
+        text.starts_with(&format!(
+            "TCP 203.0.113.7:40001 -> 192.0.2.10:443 => {rs} Route\n  source     connection\n"
+        )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("  entry      203.0.113.7:40001 -> {rs}, SYN_RECV, expires in 1m00s\n")),
+        text.contains(&format!(
+            "  entry      203.0.113.7:40001 -> {rs}, SYN_RECV, expires in 1m00s\n"
+        )),
         "{text}"
     );
 
@@ -610,7 +621,11 @@ fn dirctl_watch_prints_one_block_per_snapshot_when_not_a_terminal() {
     }
     let table: Vec<&str> = blocks[1].lines().collect();
     assert_eq!(table[0], director::cli::watch::table_title());
-    assert!(table[1].starts_with("TCP  192.0.2.10:80 wlc "), "{}", table[1]);
+    assert!(
+        table[1].starts_with("TCP  192.0.2.10:80 wlc "),
+        "{}",
+        table[1]
+    );
     assert!(
         table[2].starts_with("  -> 10.0.0.21:80                             1        0         0"),
         "{}",

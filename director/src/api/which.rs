@@ -41,9 +41,8 @@ struct Query {
 }
 
 fn query(req: &ctl::WhichRequest) -> Result<Query, Status> {
-    let protocol = convert::protocol(req.protocol).map_err(|e| {
-        Status::invalid_argument(format!("which: {e}: give TCP (-t) or UDP (-u)"))
-    })?;
+    let protocol = convert::protocol(req.protocol)
+        .map_err(|e| Status::invalid_argument(format!("which: {e}: give TCP (-t) or UDP (-u)")))?;
     let client = req.client.as_ref().ok_or_else(|| {
         Status::invalid_argument("which: the client address is missing (--client IP[:PORT])")
     })?;

@@ -43,10 +43,14 @@ pub fn service_arg(
     tcp: Option<SocketAddr>,
     udp: Option<Option<SocketAddr>>,
 ) -> Result<Option<ServiceArg>, String> {
-    let given = [service.is_some(), tcp.is_some(), matches!(udp, Some(Some(_)))]
-        .iter()
-        .filter(|g| **g)
-        .count();
+    let given = [
+        service.is_some(),
+        tcp.is_some(),
+        matches!(udp, Some(Some(_))),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
     if given > 1 {
         return Err("give the service once: --service VIP:PORT, -t VIP:PORT or -u VIP:PORT".into());
     }
