@@ -376,9 +376,7 @@ impl Worker {
                 let dst = SocketAddr::new(pkt.dst, pkt.dst_port);
                 // A port-0 service takes every port of its VIP.
                 let services = &*self.services;
-                let svc = services
-                    .get(pkt.protocol, dst)
-                    .or_else(|| services.get(pkt.protocol, SocketAddr::new(pkt.dst, 0)));
+                let svc = services.for_packet(pkt.protocol, dst);
                 let ctx = Ctx {
                     dp: &self.dp,
                     slot: self.slot,

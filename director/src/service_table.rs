@@ -246,6 +246,20 @@ impl ServiceTable {
         self.services.get(&ServiceKey { protocol, vip })
     }
 
+    /// The service a packet to `dst` over `protocol` belongs to: the one
+    /// on that VIP:port, else a port-zero service on the VIP (which takes
+    /// every port).
+    #[inline]
+    pub fn for_packet(&self, protocol: Protocol, dst: SocketAddr) -> Option<&Arc<Service>> {
+        self.get(protocol, dst)
+            .or_else(|| self.get(protocol, SocketAddr::new(dst.ip(), 0)))
+    }
+
+    /// The scheduler flags of service `key` (defaults if it is unknown).
+    pub fn sched_opts(&self, key: ServiceKey) -> SchedOptions {
+        self.sched_opts.get(&key).copied().unwrap_or_default()
+    }
+
     /// All services, ordered by protocol then VIP:port (listing order).
     pub fn services(&self) -> Vec<&Arc<Service>> {
         let mut v: Vec<_> = self.services.values().collect();

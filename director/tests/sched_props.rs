@@ -110,6 +110,35 @@ proptest! {
         }
     }
 
+    /// Every scheduler: `peek` answers what the next `schedule` picks, and
+    /// changes nothing — over a run of new connections that load the
+    /// servers, with weights edited along the way.
+    #[test]
+    fn peek_is_the_next_pick_and_changes_nothing(
+        weights in prop::collection::vec(0i32..5, 1..8),
+        flows in prop::collection::vec((any::<u32>(), any::<u16>(), 0u32..4, any::<u64>(), 0usize..8, 0i32..5), 1..40),
+    ) {
+        for kind in SchedulerKind::ALL {
+            let s = sched::new(kind, SchedOptions { fallback: true, ..SchedOptions::default() }).unwrap();
+            let ds = servers(&weights);
+            s.update(&ds);
+            for (step, &(c, p, d, e, edit, w)) in flows.iter().enumerate() {
+                if step % 5 == 4 {
+                    ds[edit % ds.len()].set_weight(w);
+                    s.update(&ds);
+                }
+                let r = request(c, p, d, e);
+                let peeked = s.peek(&ds, &r).map(|d| d.addr());
+                prop_assert_eq!(peeked, s.peek(&ds, &r).map(|d| d.addr()), "{}: peek twice", kind);
+                let got = s.schedule(&ds, &r);
+                prop_assert_eq!(got.as_ref().map(|d| d.addr()), peeked, "{}: step {}", kind, step);
+                if let Some(d) = got {
+                    d.bind(director::ConnClass::Active);
+                }
+            }
+        }
+    }
+
     /// wrr: over whole cycles each server is picked weight/gcd times per cycle.
     #[test]
     fn wrr_ratio_over_a_cycle_equals_weight_ratio(

@@ -42,6 +42,8 @@ pub mod convert;
 pub mod health;
 pub mod rules;
 mod service;
+mod watch;
+mod which;
 
 pub use conns::DEFAULT_PAGE_SIZE;
 pub use service::ControlService;

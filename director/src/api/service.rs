@@ -2,10 +2,10 @@
 //!
 //! Implemented: services (add, edit, delete, clear, get, list), real
 //! servers (add, edit, delete), counters, connections, timeouts and node
-//! status, health, save/restore (in `rules.rs`). Rates come from the
-//! estimators the daemon samples every 2 s (`estimator.rs`). Every other
-//! RPC (sync status, failover, which, watch) answers UNIMPLEMENTED with a
-//! sentence naming it, until the daemon grows into it.
+//! status, health, save/restore (`rules.rs`), failover (through the
+//! daemon's pair side), which (`which.rs`) and watch (`watch.rs`). Rates
+//! come from the estimators the daemon samples every 2 s
+//! (`estimator.rs`).
 //!
 //! Listings show the real servers the dataplane runs — the configured
 //! ones with their effective weights (0 while a health check holds one
@@ -42,11 +42,6 @@ impl ControlService {
     pub fn new(state: Arc<ControlState>) -> ControlService {
         ControlService { state }
     }
-}
-
-/// The answer of an RPC this director does not serve yet.
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented by this director yet"))
 }
 
 fn no_service() -> Status {
@@ -151,11 +146,97 @@ fn service_info(
     info
 }
 
+/// Every service with its status, in listing order (`ListServices`, and
+/// each `Watch` snapshot).
+pub(super) fn list_services(
+    state: &ControlState,
+    opts: &ctl::ListOptions,
+) -> ctl::ListServicesResponse {
+    let mut specs = state.specs();
+    specs.sort_by_key(|s| s.key);
+    let effective = state.effective_specs();
+    let table = state.dp.services();
+    let services = specs
+        .iter()
+        .map(|s| {
+            service_info(
+                state,
+                s,
+                effective.iter().find(|e| e.key == s.key),
+                table.get(s.key.protocol, s.key.vip),
+                opts,
+            )
+        })
+        .collect();
+    ctl::ListServicesResponse {
+        services,
+        config_version: table.version(),
+    }
+}
+
+/// The node's status (`GetNodeStatus`, and each `Watch` snapshot).
+pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
+    let table = st.dp.services();
+    let conns = st.dp.conns();
+    let (mut active, mut inactive) = (0u64, 0u64);
+    for s in table.services() {
+        for d in &s.dests {
+            active += u64::from(d.active_conns());
+            inactive += u64::from(d.inactive_conns());
+        }
+    }
+    let mut drops: Vec<ctl::DropCounter> = st
+        .dp
+        .drops()
+        .snapshot()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| ctl::DropCounter {
+            reason: r.as_str().to_owned(),
+            packets: *n,
+        })
+        .collect();
+    drops.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+    ctl::NodeStatus {
+        node_name: st.node.clone(),
+        node_id: String::new(),
+        software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_ms: u64::try_from(st.uptime().as_millis()).unwrap_or(u64::MAX),
+        now_unix_ms: unix_now_ms(),
+        vrrp_instances: st.pair().map(|p| p.vrrp_instances()).unwrap_or_default(),
+        sync: st.pair().and_then(|p| p.sync_status()),
+        connections: Some(ctl::ConnectionCounts {
+            total: conns.len() as u64,
+            active,
+            inactive,
+            templates: conns.template_count() as u64,
+            synced: 0,
+        }),
+        config_version: table.version(),
+        dataplane: Some(ctl::DataplaneStatus {
+            mode: if st.dp.is_active() {
+                ctl::DataplaneMode::Active
+            } else if st.dp.is_draining() {
+                ctl::DataplaneMode::Draining
+            } else {
+                ctl::DataplaneMode::Standby
+            } as i32,
+            io_backend: String::new(),
+            workers: 0,
+            interfaces: Vec::new(),
+            rx_packets: 0,
+            tx_packets: 0,
+            dropped_packets: st.dp.drops().total(),
+            drops,
+        }),
+    }
+}
+
 /// The wall clock, unix ms: the reference for the `*_unix_ms` fields the
 /// API reports. The API is driver code, not the core; it reads no time for
 /// any decision.
 #[allow(clippy::disallowed_methods)]
-fn unix_now_ms() -> u64 {
+pub(super) fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -271,26 +352,7 @@ impl Control for ControlService {
         request: Request<ctl::ListServicesRequest>,
     ) -> Result<Response<ctl::ListServicesResponse>, Status> {
         let opts = request.into_inner().options.unwrap_or_default();
-        let mut specs = self.state.specs();
-        specs.sort_by_key(|s| s.key);
-        let effective = self.state.effective_specs();
-        let table = self.state.dp.services();
-        let services = specs
-            .iter()
-            .map(|s| {
-                service_info(
-                    &self.state,
-                    s,
-                    effective.iter().find(|e| e.key == s.key),
-                    table.get(s.key.protocol, s.key.vip),
-                    &opts,
-                )
-            })
-            .collect();
-        Ok(Response::new(ctl::ListServicesResponse {
-            services,
-            config_version: table.version(),
-        }))
+        Ok(Response::new(list_services(&self.state, &opts)))
     }
 
     async fn add_real_server(
@@ -436,61 +498,7 @@ impl Control for ControlService {
         &self,
         _request: Request<ctl::GetNodeStatusRequest>,
     ) -> Result<Response<ctl::NodeStatus>, Status> {
-        let st = &self.state;
-        let table = st.dp.services();
-        let conns = st.dp.conns();
-        let (mut active, mut inactive) = (0u64, 0u64);
-        for s in table.services() {
-            for d in &s.dests {
-                active += u64::from(d.active_conns());
-                inactive += u64::from(d.inactive_conns());
-            }
-        }
-        let mut drops: Vec<ctl::DropCounter> = st
-            .dp
-            .drops()
-            .snapshot()
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| ctl::DropCounter {
-                reason: r.as_str().to_owned(),
-                packets: *n,
-            })
-            .collect();
-        drops.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
-        Ok(Response::new(ctl::NodeStatus {
-            node_name: st.node.clone(),
-            node_id: String::new(),
-            software_version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_ms: u64::try_from(st.uptime().as_millis()).unwrap_or(u64::MAX),
-            now_unix_ms: unix_now_ms(),
-            vrrp_instances: st.pair().map(|p| p.vrrp_instances()).unwrap_or_default(),
-            sync: st.pair().and_then(|p| p.sync_status()),
-            connections: Some(ctl::ConnectionCounts {
-                total: conns.len() as u64,
-                active,
-                inactive,
-                templates: conns.template_count() as u64,
-                synced: 0,
-            }),
-            config_version: table.version(),
-            dataplane: Some(ctl::DataplaneStatus {
-                mode: if st.dp.is_active() {
-                    ctl::DataplaneMode::Active
-                } else if st.dp.is_draining() {
-                    ctl::DataplaneMode::Draining
-                } else {
-                    ctl::DataplaneMode::Standby
-                } as i32,
-                io_backend: String::new(),
-                workers: 0,
-                interfaces: Vec::new(),
-                rx_packets: 0,
-                tx_packets: 0,
-                dropped_packets: st.dp.drops().total(),
-                drops,
-            }),
-        }))
+        Ok(Response::new(node_status(&self.state)))
     }
 
     async fn get_service_table(
@@ -536,9 +544,9 @@ impl Control for ControlService {
 
     async fn which(
         &self,
-        _request: Request<ctl::WhichRequest>,
+        request: Request<ctl::WhichRequest>,
     ) -> Result<Response<ctl::WhichResponse>, Status> {
-        Err(not_yet("Which"))
+        super::which::which(&self.state, request.get_ref()).map(Response::new)
     }
 
     /// Server stream of [`ctl::WatchSnapshot`]s.
@@ -546,9 +554,9 @@ impl Control for ControlService {
 
     async fn watch(
         &self,
-        _request: Request<ctl::WatchRequest>,
+        request: Request<ctl::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(not_yet("Watch"))
+        super::watch::watch(Arc::clone(&self.state), request.into_inner()).map(Response::new)
     }
 
     async fn get_health(

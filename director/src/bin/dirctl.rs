@@ -14,15 +14,25 @@
 //! - `dirctl failover [--max-wait MS] [--force] [--instance NAME] [--hold
 //!   MS]`: graceful manual failover; reports how long it took and the
 //!   peer's lag at the switch.
+//! - `dirctl which --client IP[:PORT] -t|-u VIP:PORT` (or `--service
+//!   VIP:PORT [-u]`): which real server serves this client and why — its
+//!   connection entry, its persistence template, or the scheduler's pick
+//!   for a new flow (asked without advancing the scheduler). Exits 1 when
+//!   the packet would be dropped.
+//! - `dirctl watch [--interval MS] [-t|-u VIP:PORT] [--count N]`: a live
+//!   view of the node — VRRP state, sync lag, and per service and real
+//!   server the weight, connections and rates — refreshed in place on a
+//!   terminal, one block per snapshot otherwise.
 
-use std::io::Write;
-use std::net::Ipv4Addr;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use director::cli::client::ClientError;
 use director::realserver::{
     self, CheckRequest, DEFAULT_STATE_DIR, DEFAULT_TUN_DEV, Decap, LiveSystem, Mode, Request,
     decap::DecapOptions,
@@ -49,6 +59,10 @@ enum Command {
     /// then step down (priority 0) so that the peer takes over. On the
     /// backup: ask the master to hand over to this node.
     Failover(FailoverArgs),
+    /// Which real server serves a client, and why (changes nothing).
+    Which(WhichArgs),
+    /// A live view of the node: VRRP, sync lag, services and rates.
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,7 +86,71 @@ struct FailoverArgs {
 }
 
 /// Named subcommands; anything else is ipvsadm syntax.
-const SUBCOMMANDS: &[&str] = &["realserver", "status", "failover", "help", "--help"];
+const SUBCOMMANDS: &[&str] = &[
+    "realserver",
+    "status",
+    "failover",
+    "which",
+    "watch",
+    "help",
+    "--help",
+];
+
+fn client_addr(s: &str) -> Result<SocketAddr, String> {
+    director::cli::which::parse_addr("client address", s)
+}
+
+fn service_addr(s: &str) -> Result<SocketAddr, String> {
+    director::cli::which::parse_addr("service address", s)
+}
+
+/// The service, ipvsadm's way (`-t`/`-u VIP:PORT`) or `--service VIP:PORT`
+/// (TCP, UDP with a bare `-u`).
+#[derive(Debug, Args)]
+struct ServiceArgs {
+    /// The virtual service VIP:PORT (TCP; UDP with -u).
+    #[arg(long, value_name = "VIP:PORT", value_parser = service_addr)]
+    service: Option<SocketAddr>,
+    /// A TCP virtual service (ipvsadm -t).
+    #[arg(short = 't', long = "tcp-service", value_name = "VIP:PORT", value_parser = service_addr)]
+    tcp_service: Option<SocketAddr>,
+    /// A UDP virtual service (ipvsadm -u VIP:PORT), or alone: --service is UDP.
+    #[arg(short = 'u', long = "udp-service", value_name = "VIP:PORT", num_args = 0..=1, value_parser = service_addr)]
+    udp_service: Option<Option<SocketAddr>>,
+}
+
+impl ServiceArgs {
+    fn resolve(&self) -> Result<Option<director::cli::args::ServiceArg>> {
+        director::cli::which::service_arg(self.service, self.tcp_service, self.udp_service)
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+#[derive(Debug, Args)]
+struct WhichArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    /// The client, IP[:PORT]; no port (or 0) means any port: persistence
+    /// and address hashing decide alone.
+    #[arg(long, short = 'c', value_name = "IP[:PORT]", value_parser = client_addr)]
+    client: SocketAddr,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    /// Time between snapshots, ms (at least 100).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    interval: u32,
+    /// Stop after N snapshots.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
 
 #[derive(Debug, Args)]
 struct ServerArg {
@@ -226,6 +304,28 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("async runtime")
+}
+
+/// The exit status of a client command: its own, or 1 with the error on
+/// stderr (a reader that left, `dirctl watch | head`, is no error).
+fn client_exit(r: Result<ExitCode, ClientError>) -> ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dirctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Realserver(rs) => realserver_cmd(rs.action, rs.verbose),
@@ -251,6 +351,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     ExitCode::FAILURE
                 }
             })
+        }
+        Command::Which(a) => {
+            let service = a.service.resolve()?.context(
+                "which service? give --service VIP:PORT [-u], -t VIP:PORT or -u VIP:PORT",
+            )?;
+            let req = director::cli::which::request(a.client, service);
+            let server = a.server.resolve();
+            let mut out = std::io::stdout().lock();
+            let r = runtime()?.block_on(director::cli::which::which(&server, req, &mut out));
+            Ok(client_exit(r.map(|forwarded| {
+                if forwarded {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })))
+        }
+        Command::Watch(a) => {
+            let opts = director::cli::watch::WatchOptions {
+                interval: Duration::from_millis(u64::from(a.interval)),
+                service: a.service.resolve()?,
+                count: a.count,
+                in_place: std::io::stdout().is_terminal(),
+            };
+            let server = a.server.resolve();
+            let mut out = std::io::stdout().lock();
+            let r = runtime()?.block_on(director::cli::watch::watch(&server, &opts, &mut out));
+            Ok(client_exit(r.map(|()| ExitCode::SUCCESS)))
         }
     }
 }

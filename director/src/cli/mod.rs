@@ -9,3 +9,5 @@ pub mod client;
 pub mod format;
 pub mod pair;
 pub mod rules;
+pub mod watch;
+pub mod which;

@@ -69,10 +69,25 @@ impl Scheduler for Dh {
                 t
             }
         };
-        let bucket = golden_bucket(fold_addr(req.dest.ip()), TAB_BITS);
-        let d = table[bucket].as_ref()?;
-        (d.is_available() && d.weight() > 0 && !d.is_overloaded()).then(|| Arc::clone(d))
+        pick(&table, req)
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // The lookup is pure; only a table not built yet would be kept by
+        // `schedule`: build a throwaway one instead.
+        let table = self
+            .table
+            .load_full()
+            .unwrap_or_else(|| Arc::new(Dh::build(dests)));
+        pick(&table, req)
+    }
+}
+
+/// `ip_vs_dh_schedule` over `table`.
+fn pick(table: &[Option<Arc<Dest>>], req: &SchedRequest) -> Option<Arc<Dest>> {
+    let bucket = golden_bucket(fold_addr(req.dest.ip()), TAB_BITS);
+    let d = table[bucket].as_ref()?;
+    (d.is_available() && d.weight() > 0 && !d.is_overloaded()).then(|| Arc::clone(d))
 }
 
 #[cfg(test)]

@@ -33,6 +33,11 @@ impl Scheduler for Fo {
         }
         best.cloned()
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // `schedule` keeps no state: a pure function of the servers' weights.
+        self.schedule(dests, req)
+    }
 }
 
 #[cfg(test)]

@@ -87,23 +87,40 @@ impl Scheduler for Lblc {
 
     fn schedule(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        t.run_timers(req.now, self.expiration);
-        let addr = req.dest.ip();
-        if let Some(en) = t.get_mut(addr) {
-            en.lastuse = req.now;
-            let d = &en.value;
-            if d.is_available() && d.weight() > 0 && !overloaded_with_spare(d, dests) {
-                return Some(Arc::clone(d));
-            }
-        }
-        let d = Arc::clone(weighted_least(dests)?);
-        match t.get_mut(addr) {
-            // ip_vs_lblc_new: same server → keep the entry as it is.
-            Some(en) if Arc::ptr_eq(&en.value, &d) => {}
-            _ => t.insert(addr, Arc::clone(&d), req.now),
-        }
-        Some(d)
+        pick(&mut t, self.expiration, dests, req)
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // The same lookup on a copy of the cache: no entry is made,
+        // refreshed or collected.
+        let mut copy = self.table.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        pick(&mut copy, self.expiration, dests, req)
+    }
+}
+
+/// `ip_vs_lblc_schedule` over the cache `t`.
+fn pick(
+    t: &mut LocalityTable<Arc<Dest>>,
+    expiration: Duration,
+    dests: &[Arc<Dest>],
+    req: &SchedRequest,
+) -> Option<Arc<Dest>> {
+    t.run_timers(req.now, expiration);
+    let addr = req.dest.ip();
+    if let Some(en) = t.get_mut(addr) {
+        en.lastuse = req.now;
+        let d = &en.value;
+        if d.is_available() && d.weight() > 0 && !overloaded_with_spare(d, dests) {
+            return Some(Arc::clone(d));
+        }
+    }
+    let d = Arc::clone(weighted_least(dests)?);
+    match t.get_mut(addr) {
+        // ip_vs_lblc_new: same server → keep the entry as it is.
+        Some(en) if Arc::ptr_eq(&en.value, &d) => {}
+        _ => t.insert(addr, Arc::clone(&d), req.now),
+    }
+    Some(d)
 }
 
 #[cfg(test)]

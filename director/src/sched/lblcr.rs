@@ -25,7 +25,7 @@ use crate::dest::Dest;
 use crate::time::Millis;
 
 /// The server set of one destination address.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct DestSet {
     /// Members, newest first (the kernel adds at the list head).
     members: Vec<Arc<Dest>>,
@@ -164,42 +164,59 @@ impl Scheduler for Lblcr {
     }
 
     fn schedule(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
-        let now = req.now;
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        t.run_timers(now, self.expiration);
-        let addr = req.dest.ip();
-        if let Some(en) = t.get_mut(addr) {
-            en.lastuse = now;
-            let set = &mut en.value;
-            let chosen = set.min().cloned();
-            // More than one member and unchanged for the expiration: drop
-            // the most loaded one (time_after: strictly later).
-            if set.members.len() > 1
-                && now > set.lastmod + self.expiration
-                && let Some(m) = set.max()
-            {
-                set.erase(&m, now);
-            }
-            if let Some(d) = chosen
-                && !overloaded_with_spare(&d, dests)
-            {
-                return Some(d);
-            }
-            let d = Arc::clone(weighted_least(dests)?);
-            set.insert(&d, now);
+        pick(&mut t, self.expiration, dests, req)
+    }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // The same lookup on a copy of the cache: no set grows or shrinks,
+        // no entry is made, refreshed or collected.
+        let mut copy = self.table.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        pick(&mut copy, self.expiration, dests, req)
+    }
+}
+
+/// `ip_vs_lblcr_schedule` over the cache `t`.
+fn pick(
+    t: &mut LocalityTable<DestSet>,
+    expiration: Duration,
+    dests: &[Arc<Dest>],
+    req: &SchedRequest,
+) -> Option<Arc<Dest>> {
+    let now = req.now;
+    t.run_timers(now, expiration);
+    let addr = req.dest.ip();
+    if let Some(en) = t.get_mut(addr) {
+        en.lastuse = now;
+        let set = &mut en.value;
+        let chosen = set.min().cloned();
+        // More than one member and unchanged for the expiration: drop
+        // the most loaded one (time_after: strictly later).
+        if set.members.len() > 1
+            && now > set.lastmod + expiration
+            && let Some(m) = set.max()
+        {
+            set.erase(&m, now);
+        }
+        if let Some(d) = chosen
+            && !overloaded_with_spare(&d, dests)
+        {
             return Some(d);
         }
         let d = Arc::clone(weighted_least(dests)?);
-        t.insert(
-            addr,
-            DestSet {
-                members: vec![Arc::clone(&d)],
-                lastmod: now,
-            },
-            now,
-        );
-        Some(d)
+        set.insert(&d, now);
+        return Some(d);
     }
+    let d = Arc::clone(weighted_least(dests)?);
+    t.insert(
+        addr,
+        DestSet {
+            members: vec![Arc::clone(&d)],
+            lastmod: now,
+        },
+        now,
+    );
+    Some(d)
 }
 
 #[cfg(test)]

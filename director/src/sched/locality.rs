@@ -41,7 +41,7 @@ pub(crate) const ENTRY_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 const COUNT_FOR_FULL_EXPIRATION: u32 = 30;
 
 /// One cached destination address.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Entry<V> {
     /// The packet destination address this entry is for.
     pub(crate) addr: IpAddr,
@@ -52,7 +52,8 @@ pub(crate) struct Entry<V> {
 }
 
 /// The hash table with the kernel's bucket layout and collection order.
-#[derive(Debug)]
+/// A clone is a full copy (lblc/lblcr peek on one).
+#[derive(Debug, Clone)]
 pub(crate) struct LocalityTable<V> {
     buckets: Vec<Vec<Entry<V>>>,
     hash: fn(u32) -> usize,

@@ -169,28 +169,49 @@ impl Mh {
     /// Record the servers' last non-zero weights and rebuild the table.
     fn rebuild(&self, dests: &[Arc<Dest>]) -> Arc<Vec<Option<Arc<Dest>>>> {
         let mut known = self.last_weights.lock().unwrap_or_else(|e| e.into_inner());
-        let next: Vec<(Arc<Dest>, i32)> = dests
-            .iter()
-            .map(|d| {
-                let w = d.weight();
-                let prev = known
-                    .iter()
-                    .find(|(k, _)| Arc::ptr_eq(k, d))
-                    .map(|(_, lw)| *lw);
-                // __ip_vs_update_dest: last_weight keeps the latest non-zero
-                // weight; a new server starts with its weight, even 0.
-                let lw = match prev {
-                    Some(lw) if w == 0 => lw,
-                    _ => w,
-                };
-                (Arc::clone(d), lw)
-            })
-            .collect();
+        let next = next_weights(&known, dests);
         let lw: Vec<i32> = next.iter().map(|(_, w)| *w).collect();
         let table = Arc::new(self.build(dests, &lw));
         *known = next;
         self.table.store(Some(Arc::clone(&table)));
         table
+    }
+
+    /// The table in force, or the one `schedule` would build now (kept
+    /// nowhere).
+    fn table_for_peek(&self, dests: &[Arc<Dest>]) -> Arc<Vec<Option<Arc<Dest>>>> {
+        if let Some(t) = self.table.load_full() {
+            return t;
+        }
+        let known = self.last_weights.lock().unwrap_or_else(|e| e.into_inner());
+        let lw: Vec<i32> = next_weights(&known, dests)
+            .iter()
+            .map(|(_, w)| *w)
+            .collect();
+        Arc::new(self.build(dests, &lw))
+    }
+
+    /// `ip_vs_mh_schedule` over `table`.
+    fn pick(&self, table: &[Option<Arc<Dest>>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        let addr = fold_addr(req.client.ip());
+        let port = if self.port { req.client.port() } else { 0 };
+        let ihash = hashkey(addr, port, 0, &HASH1) % self.size;
+        let first = table[ihash as usize].as_ref()?;
+        if !unavailable(first) {
+            return Some(Arc::clone(first));
+        }
+        if !self.fallback {
+            return None;
+        }
+        for offset in 0..self.size {
+            let roffset = ((u64::from(offset) + u64::from(ihash)) % u64::from(self.size)) as u32;
+            let slot = hashkey(addr, port, roffset, &HASH1) % self.size;
+            let d = table[slot as usize].as_ref()?;
+            if !unavailable(d) {
+                return Some(Arc::clone(d));
+            }
+        }
+        None
     }
 
     /// The table size.
@@ -213,26 +234,33 @@ impl Scheduler for Mh {
             Some(t) => t,
             None => self.rebuild(dests),
         };
-        let addr = fold_addr(req.client.ip());
-        let port = if self.port { req.client.port() } else { 0 };
-        let ihash = hashkey(addr, port, 0, &HASH1) % self.size;
-        let first = table[ihash as usize].as_ref()?;
-        if !unavailable(first) {
-            return Some(Arc::clone(first));
-        }
-        if !self.fallback {
-            return None;
-        }
-        for offset in 0..self.size {
-            let roffset = ((u64::from(offset) + u64::from(ihash)) % u64::from(self.size)) as u32;
-            let slot = hashkey(addr, port, roffset, &HASH1) % self.size;
-            let d = table[slot as usize].as_ref()?;
-            if !unavailable(d) {
-                return Some(Arc::clone(d));
-            }
-        }
-        None
+        self.pick(&table, req)
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        self.pick(&self.table_for_peek(dests), req)
+    }
+}
+
+/// Each server with its last non-zero weight, given the `known` ones.
+fn next_weights(known: &[(Arc<Dest>, i32)], dests: &[Arc<Dest>]) -> Vec<(Arc<Dest>, i32)> {
+    dests
+        .iter()
+        .map(|d| {
+            let w = d.weight();
+            let prev = known
+                .iter()
+                .find(|(k, _)| Arc::ptr_eq(k, d))
+                .map(|(_, lw)| *lw);
+            // __ip_vs_update_dest: last_weight keeps the latest non-zero
+            // weight; a new server starts with its weight, even 0.
+            let lw = match prev {
+                Some(lw) if w == 0 => lw,
+                _ => w,
+            };
+            (Arc::clone(d), lw)
+        })
+        .collect()
 }
 
 #[cfg(test)]

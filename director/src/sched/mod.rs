@@ -21,6 +21,7 @@ use crate::time::Millis;
 use crate::types::Protocol;
 
 mod dh;
+mod explain;
 mod fo;
 mod hash;
 mod lblc;
@@ -41,6 +42,7 @@ mod wrr;
 mod testutil;
 
 pub use dh::Dh;
+pub use explain::{explain, explain_none};
 pub use fo::Fo;
 pub use lblc::{DEFAULT_EXPIRATION, Lblc};
 pub use lblcr::Lblcr;
@@ -159,6 +161,20 @@ pub trait Scheduler: Send + Sync + fmt::Debug {
     /// can take it (all quiesced or overloaded: IPVS logs "no destination
     /// available" and drops).
     fn schedule(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>>;
+
+    /// What [`Scheduler::schedule`] would pick for `req` now, without any
+    /// side effect: no position advanced (rr, wrr), no cache entry made,
+    /// refreshed or collected (lblc, lblcr), no lookup table kept (sh, dh,
+    /// mh). A `schedule` with the same servers, figures and request right
+    /// after picks the same server. This is the "which real server would
+    /// take this flow?" query.
+    ///
+    /// The default calls `schedule`, which is exact only for a scheduler
+    /// whose `schedule` changes nothing; one that keeps state must
+    /// override it. Each of the fourteen here says why its answer is exact.
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        self.schedule(dests, req)
+    }
 }
 
 /// The IPVS scheduling algorithms, by their ipvsadm names.
@@ -253,5 +269,131 @@ impl std::str::FromStr for SchedulerKind {
                     names.join(", ")
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use super::testutil::{dests, req, req_at};
+    use super::*;
+    use crate::dest::ConnClass;
+
+    /// Every scheduler with the flag combinations that change its path.
+    fn all_kinds() -> Vec<(SchedulerKind, SchedOptions)> {
+        let mut v: Vec<_> = SchedulerKind::ALL
+            .into_iter()
+            .map(|k| (k, SchedOptions::default()))
+            .collect();
+        for k in [SchedulerKind::Sh, SchedulerKind::Mh] {
+            v.push((
+                k,
+                SchedOptions {
+                    fallback: true,
+                    port: true,
+                    ..SchedOptions::default()
+                },
+            ));
+        }
+        v
+    }
+
+    fn addr(d: Option<Arc<Dest>>) -> Option<SocketAddr> {
+        d.map(|d| d.addr())
+    }
+
+    /// Request `i`: clients, destination addresses (lblc, lblcr, dh),
+    /// entropy (twos) and time (the lblc/lblcr collection) all vary.
+    fn request(i: u32) -> SchedRequest {
+        let client = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(0xC000_0200 + i % 7)),
+            40000 + (i % 3) as u16,
+        );
+        let dest = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, (i % 5) as u8)), 80);
+        let mut r = req_at(client, dest, Millis(u64::from(i) * 7 * 60_000));
+        r.entropy = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        r
+    }
+
+    #[test]
+    fn peek_is_what_schedule_picks_next() {
+        for (kind, opts) in all_kinds() {
+            let ds = dests(&[3, 1, 0, 2, 5]);
+            ds[3].set_counters(2, 1);
+            ds[4].set_thresholds(9, 0);
+            ds[4].set_counters(8, 0);
+            let s = new(kind, opts).unwrap();
+            s.update(&ds);
+            for i in 0..60 {
+                let r = request(i);
+                let first = addr(s.peek(&ds, &r));
+                let again = addr(s.peek(&ds, &r));
+                assert_eq!(first, again, "{kind} {opts:?}: peek {i} changed state");
+                let got = s.schedule(&ds, &r);
+                assert_eq!(
+                    addr(got.clone()),
+                    first,
+                    "{kind} {opts:?}: schedule {i} picked other than peek"
+                );
+                // The new connection loads the server, as the table would.
+                if let Some(d) = got {
+                    d.bind(ConnClass::Active);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn peek_before_the_first_update_keeps_nothing() {
+        for (kind, opts) in all_kinds() {
+            let ds = dests(&[2, 1, 1]);
+            let s = new(kind, opts).unwrap();
+            let p = addr(s.peek(&ds, &req(4)));
+            assert_eq!(
+                addr(s.schedule(&ds, &req(4))),
+                p,
+                "{kind} {opts:?}: a lazily built table gives the peeked server"
+            );
+        }
+    }
+
+    #[test]
+    fn peek_does_not_advance_round_robin() {
+        for kind in [SchedulerKind::Rr, SchedulerKind::Wrr] {
+            let ds = dests(&[1, 1, 1]);
+            let s = new(kind, SchedOptions::default()).unwrap();
+            s.update(&ds);
+            for _ in 0..5 {
+                assert_eq!(addr(s.peek(&ds, &req(0))), Some(ds[0].addr()), "{kind}");
+            }
+            assert_eq!(addr(s.schedule(&ds, &req(0))), Some(ds[0].addr()));
+            for _ in 0..5 {
+                assert_eq!(
+                    addr(s.peek(&ds, &req(0))),
+                    Some(ds[1].addr()),
+                    "{kind}: after one pick the walk points at the second server"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn peek_does_not_fill_the_locality_caches() {
+        let ds = dests(&[1, 1]);
+        let lblc = Lblc::new();
+        let lblcr = Lblcr::new();
+        for i in 0..10 {
+            lblc.peek(&ds, &request(i));
+            lblcr.peek(&ds, &request(i));
+        }
+        assert_eq!(lblc.cache_len(), 0, "lblc: peek makes no cache entry");
+        assert_eq!(lblcr.cache_len(), 0, "lblcr: peek makes no cache entry");
+        lblcr.schedule(&ds, &request(0));
+        ds[0].set_counters(5, 0);
+        ds[1].set_weight(20);
+        let dst = request(0).dest.ip();
+        lblcr.peek(&ds, &request(0));
+        assert_eq!(lblcr.set_len(dst), Some(1), "lblcr: peek grows no set");
     }
 }

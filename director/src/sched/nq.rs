@@ -38,6 +38,11 @@ impl Scheduler for Nq {
         }
         least.map(|(d, _, _)| Arc::clone(d))
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // `schedule` keeps no state: a pure function of the servers' weights and counters.
+        self.schedule(dests, req)
+    }
 }
 
 #[cfg(test)]

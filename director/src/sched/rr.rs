@@ -20,7 +20,7 @@ pub struct Rr {
     state: Mutex<RrState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RrState {
     /// The servers as of the last `update`, to find a removed server's
     /// predecessor.
@@ -66,16 +66,31 @@ impl Scheduler for Rr {
     }
 
     fn schedule(&self, dests: &[Arc<Dest>], _req: &SchedRequest) -> Option<Arc<Dest>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pick(dests)
+    }
+
+    fn peek(&self, dests: &[Arc<Dest>], _req: &SchedRequest) -> Option<Arc<Dest>> {
+        // The pick on a copy of the position: the walk stays where it is.
+        let mut copy = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        copy.pick(dests)
+    }
+}
+
+impl RrState {
+    /// `ip_vs_rr_schedule`: walk on from the last pick.
+    fn pick(&mut self, dests: &[Arc<Dest>]) -> Option<Arc<Dest>> {
         let n = dests.len();
         if n == 0 {
             return None;
         }
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // Index of the last pick, or n - 1 so that the walk starts at 0
         // when there is none (the kernel's single pass from the head).
-        let last = match &st.last {
+        let last = match &self.last {
             None => n - 1,
-            Some(l) if st.hint < n && Arc::ptr_eq(&dests[st.hint], l) => st.hint,
+            Some(l) if self.hint < n && Arc::ptr_eq(&dests[self.hint], l) => self.hint,
             Some(l) => dests
                 .iter()
                 .position(|d| Arc::ptr_eq(d, l))
@@ -85,8 +100,8 @@ impl Scheduler for Rr {
             let i = (last + k) % n;
             let d = &dests[i];
             if !d.is_overloaded() && d.weight() > 0 {
-                st.last = Some(Arc::clone(d));
-                st.hint = i;
+                self.last = Some(Arc::clone(d));
+                self.hint = i;
                 return Some(Arc::clone(d));
             }
         }

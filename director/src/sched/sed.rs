@@ -51,6 +51,11 @@ impl Scheduler for Sed {
         }
         Some(Arc::clone(least))
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // `schedule` keeps no state: a pure function of the servers' weights and counters.
+        self.schedule(dests, req)
+    }
 }
 
 #[cfg(test)]

@@ -106,7 +106,23 @@ impl Scheduler for Sh {
     }
 
     fn schedule(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
-        let table = self.table(dests);
+        self.pick(&self.table(dests), req)
+    }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // The lookup is pure; only a table not built yet would be kept by
+        // `schedule`: build a throwaway one instead.
+        let table = self
+            .table
+            .load_full()
+            .unwrap_or_else(|| Arc::new(Sh::build(dests)));
+        self.pick(&table, req)
+    }
+}
+
+impl Sh {
+    /// `ip_vs_sh_schedule` over `table`.
+    fn pick(&self, table: &[Option<Arc<Dest>>], req: &SchedRequest) -> Option<Arc<Dest>> {
         let port = if self.port {
             u32::from(req.client.port())
         } else {

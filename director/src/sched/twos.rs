@@ -70,6 +70,13 @@ impl Scheduler for Twos {
             _ => Some(Arc::clone(d1)),
         }
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // `schedule` keeps no state: the pick is a function of the
+        // servers' figures and `req.entropy`. The same bits give the same
+        // pick; another packet brings other bits and may land elsewhere.
+        self.schedule(dests, req)
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,11 @@ impl Scheduler for Wlc {
     fn schedule(&self, dests: &[Arc<Dest>], _req: &SchedRequest) -> Option<Arc<Dest>> {
         weighted_least(dests).cloned()
     }
+
+    fn peek(&self, dests: &[Arc<Dest>], req: &SchedRequest) -> Option<Arc<Dest>> {
+        // `schedule` keeps no state: a pure function of the servers' weights and counters.
+        self.schedule(dests, req)
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub struct Wrr {
     state: Mutex<WrrState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct WrrState {
     /// Servers with the weight and thresholds they had at the last update;
     /// an identical update is not a change and keeps the position.
@@ -154,6 +154,15 @@ impl Scheduler for Wrr {
             st.dest_changed(dests);
         }
         st.pick(dests)
+    }
+
+    fn peek(&self, dests: &[Arc<Dest>], _req: &SchedRequest) -> Option<Arc<Dest>> {
+        // The same steps on a copy of the mark: position and bar stay.
+        let mut copy = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !copy.initialized {
+            copy.dest_changed(dests);
+        }
+        copy.pick(dests)
     }
 }
 
