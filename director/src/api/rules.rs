@@ -75,8 +75,9 @@ fn find(specs: &[ServiceSpec], key: ServiceKey) -> Result<usize, Status> {
         .ok_or_else(|| Status::not_found("No such service"))
 }
 
-/// Run one op on `specs`; returns the service it touched, if any.
-fn apply_op(
+/// Run one op on `specs`; returns the service it touched, if any. The
+/// mutation RPCs are each one op run through this.
+pub(crate) fn apply_op(
     specs: &mut Vec<ServiceSpec>,
     timeouts: &mut TimeoutChange,
     op: &ctl::RuleOp,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lb_proto::common as pb;
-use lb_proto::control::{self as ctl, control_server::Control};
+use lb_proto::control::{self as ctl, control_server::Control, rule_op::Op};
 use tonic::{Request, Response, Status};
 
 use super::ControlState;
@@ -25,7 +25,7 @@ use super::convert::{self, to_dest_spec, to_service_spec};
 use crate::conn::{ConnState, TcpState};
 use crate::dest::StatsSnapshot;
 use crate::estimator::{RateKey, RateSnapshot};
-use crate::service::{Service, ServiceKey};
+use crate::service::Service;
 use crate::service_table::ServiceSpec;
 
 /// ipvsadm's longest settable timeout (`MAX_TIMEOUT`): 31 days.
@@ -42,18 +42,20 @@ impl ControlService {
     pub fn new(state: Arc<ControlState>) -> ControlService {
         ControlService { state }
     }
+
+    /// One mutation RPC: the same op `ApplyRules` runs, alone, published
+    /// as one new configuration version or refused with nothing changed.
+    fn mutate(&self, op: Op) -> Result<Response<ctl::ConfigChange>, Status> {
+        let op = ctl::RuleOp { op: Some(op) };
+        let (_, version) = self.state.edit(|specs| {
+            super::rules::apply_op(specs, &mut super::rules::TimeoutChange::default(), &op)
+        })?;
+        Ok(change(version))
+    }
 }
 
 fn no_service() -> Status {
     Status::not_found("No such service")
-}
-
-fn no_dest() -> Status {
-    Status::not_found("No such destination")
-}
-
-fn find(specs: &[ServiceSpec], key: ServiceKey) -> Option<usize> {
-    specs.iter().position(|s| s.key == key)
 }
 
 fn to_stats(s: StatsSnapshot) -> pb::Stats {
@@ -272,59 +274,28 @@ impl Control for ControlService {
         &self,
         request: Request<ctl::AddServiceRequest>,
     ) -> Result<Response<ctl::ConfigChange>, Status> {
-        let req = request.into_inner();
-        let mut spec = convert::service_spec(req.spec.as_ref())?;
-        spec.dests = req
-            .real_servers
-            .iter()
-            .map(|rs| convert::dest_spec(spec.key, Some(rs)))
-            .collect::<Result<_, _>>()?;
-        let ((), version) = self.state.edit(|specs| {
-            if find(specs, spec.key).is_some() {
-                return Err(Status::already_exists("Service already exists"));
-            }
-            specs.push(spec);
-            Ok(())
-        })?;
-        Ok(change(version))
+        self.mutate(Op::AddService(request.into_inner()))
     }
 
     async fn edit_service(
         &self,
         request: Request<ctl::EditServiceRequest>,
     ) -> Result<Response<ctl::ConfigChange>, Status> {
-        let spec = convert::service_spec(request.get_ref().spec.as_ref())?;
-        let ((), version) = self.state.edit(|specs| {
-            let i = find(specs, spec.key).ok_or_else(no_service)?;
-            let dests = std::mem::take(&mut specs[i].dests);
-            specs[i] = ServiceSpec { dests, ..spec };
-            Ok(())
-        })?;
-        Ok(change(version))
+        self.mutate(Op::EditService(request.into_inner()))
     }
 
     async fn delete_service(
         &self,
         request: Request<ctl::DeleteServiceRequest>,
     ) -> Result<Response<ctl::ConfigChange>, Status> {
-        let key = convert::service_key(request.get_ref().service.as_ref())?;
-        let ((), version) = self.state.edit(|specs| {
-            let i = find(specs, key).ok_or_else(no_service)?;
-            specs.remove(i);
-            Ok(())
-        })?;
-        Ok(change(version))
+        self.mutate(Op::DeleteService(request.into_inner()))
     }
 
     async fn clear_services(
         &self,
-        _request: Request<ctl::ClearServicesRequest>,
+        request: Request<ctl::ClearServicesRequest>,
     ) -> Result<Response<ctl::ConfigChange>, Status> {
-        let ((), version) = self.state.edit(|specs| {
-            specs.clear();
-            Ok(())
-        })?;
-        Ok(change(version))
+        self.mutate(Op::ClearServices(request.into_inner()))
     }
 
     async fn get_service(
@@ -359,58 +330,21 @@ impl Control for ControlService {
         &self,
         request: Request<ctl::AddRealServerRequest>,
     ) -> Result<Response<ctl::ConfigChange>, Status> {
-        let req = request.into_inner();
-        let key = convert::service_key(req.service.as_ref())?;
-        let dest = convert::dest_spec(key, req.real_server.as_ref())?;
-        let ((), version) = self.state.edit(|specs| {
-            let i = find(specs, key).ok_or_else(no_service)?;
-            if specs[i].dests.iter().any(|d| d.addr == dest.addr) {
-                return Err(Status::already_exists("Destination already exists"));
-            }
-            specs[i].dests.push(dest);
-            Ok(())
-        })?;
-        Ok(change(version))
+        self.mutate(Op::AddRealServer(request.into_inner()))
     }
 
     async fn edit_real_server(
         &self,
         request: Request<ctl::EditRealServerRequest>,
     ) -> Result<Response<ctl::ConfigChange>, Status> {
-        let req = request.into_inner();
-        let key = convert::service_key(req.service.as_ref())?;
-        let dest = convert::dest_spec(key, req.real_server.as_ref())?;
-        let ((), version) = self.state.edit(|specs| {
-            let i = find(specs, key).ok_or_else(no_service)?;
-            let d = specs[i]
-                .dests
-                .iter_mut()
-                .find(|d| d.addr == dest.addr)
-                .ok_or_else(no_dest)?;
-            *d = dest;
-            Ok(())
-        })?;
-        Ok(change(version))
+        self.mutate(Op::EditRealServer(request.into_inner()))
     }
 
     async fn delete_real_server(
         &self,
         request: Request<ctl::DeleteRealServerRequest>,
     ) -> Result<Response<ctl::ConfigChange>, Status> {
-        let req = request.into_inner();
-        let key = convert::service_key(req.service.as_ref())?;
-        let addr = convert::dest_addr(key, req.address.as_ref())?;
-        let ((), version) = self.state.edit(|specs| {
-            let i = find(specs, key).ok_or_else(no_service)?;
-            let j = specs[i]
-                .dests
-                .iter()
-                .position(|d| d.addr == addr)
-                .ok_or_else(no_dest)?;
-            specs[i].dests.remove(j);
-            Ok(())
-        })?;
-        Ok(change(version))
+        self.mutate(Op::DeleteRealServer(request.into_inner()))
     }
 
     async fn zero_counters(
