@@ -2,7 +2,15 @@
 //! (events pushed from a thread at that rate for ~3 s), and a 10^6-entry
 //! snapshot (transfer + apply into the in-memory sink, bytes per entry).
 //!
-//! `cargo run --release -p syncd --example sync_bench`
+//! `cargo run --release -p syncd --example sync_bench -- [options]`
+//!
+//! Options (default: every rate, then the 10^6 snapshot):
+//! - `--rates 1000,10000` rates to run (`--rates none` for none);
+//! - `--secs 3` seconds per rate;
+//! - `--snapshot 1000000` snapshot size (`0` skips it); a bare number, as
+//!   in `sync_bench 1000000`, means the snapshot alone;
+//! - `--series DIR` writes `DIR/lag-<rate>.csv`: one line per event, push
+//!   time and push→apply latency (µs), to see when the tail happens.
 //!
 //! Two lag figures per rate:
 //! - push→ack (the contract's lag): the master's window of (ack time −
@@ -48,7 +56,8 @@ fn flow_index(e: &ConnEntry) -> Option<u64> {
 struct TimedSink {
     table: MemTable,
     pushed: Arc<Vec<AtomicU64>>,
-    latencies: std::sync::Mutex<Vec<u64>>,
+    /// (push time, push→apply latency), µs.
+    latencies: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 impl ConnSink for TimedSink {
@@ -77,7 +86,8 @@ impl ConnSink for TimedSink {
         let mut l = self.latencies.lock().unwrap();
         for i in idx {
             if let Some(t) = self.pushed.get(i as usize) {
-                l.push(now.saturating_sub(t.load(Ordering::Relaxed)));
+                let t = t.load(Ordering::Relaxed);
+                l.push((t, now.saturating_sub(t)));
             }
         }
         Ok(())
@@ -116,7 +126,7 @@ async fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-async fn lag_at(rate: u64, secs: u64) {
+async fn lag_at(rate: u64, secs: u64, series: Option<&str>) {
     let table = Arc::new(MemTable::new());
     let (server, publisher, addr) = start(table.clone()).await;
     let n = rate * secs;
@@ -164,7 +174,15 @@ async fn lag_at(rate: u64, secs: u64) {
     })
     .await;
     let st = server.status().subscribers[0].clone();
-    let mut l = std::mem::take(&mut *sink.latencies.lock().unwrap());
+    let samples = std::mem::take(&mut *sink.latencies.lock().unwrap());
+    if let Some(dir) = series {
+        let mut csv = String::from("push_us,latency_us\n");
+        for (t, l) in &samples {
+            csv.push_str(&format!("{t},{l}\n"));
+        }
+        std::fs::write(format!("{dir}/lag-{rate}.csv"), csv).unwrap();
+    }
+    let mut l: Vec<u64> = samples.into_iter().map(|(_, l)| l).collect();
     println!(
         "{rate:>6}/s x {secs} s: {n} events in {} batches | push->ack p50 {:.2} ms p99 {:.2} ms (master) | push->apply p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         st.batches_sent,
@@ -222,8 +240,49 @@ async fn snapshot(n: u64) {
     server.set_serving(false);
 }
 
+/// Command-line options (see the module comment).
+struct Opts {
+    rates: Vec<u64>,
+    secs: u64,
+    snapshot: u64,
+    series: Option<String>,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        rates: vec![1_000, 10_000, 50_000],
+        secs: 3,
+        snapshot: 1_000_000,
+        series: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--rates" => {
+                let v = val();
+                o.rates = if v == "none" {
+                    Vec::new()
+                } else {
+                    v.split(',').map(|r| r.parse().expect("rate")).collect()
+                };
+            }
+            "--secs" => o.secs = val().parse().expect("seconds"),
+            "--snapshot" => o.snapshot = val().parse().expect("entries"),
+            "--series" => o.series = Some(val()),
+            n => {
+                // The historical form: a bare snapshot size, snapshot only.
+                o.snapshot = n.parse().unwrap_or_else(|_| panic!("unknown option {n}"));
+                o.rates.clear();
+            }
+        }
+    }
+    o
+}
+
 fn main() {
     now_us();
+    let o = opts();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -234,17 +293,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        for rate in [1_000, 10_000, 50_000]
-            .into_iter()
-            .filter(|_| std::env::args().nth(1).is_none())
-        {
-            lag_at(rate, 3).await;
+        for &rate in &o.rates {
+            lag_at(rate, o.secs, o.series.as_deref()).await;
         }
-        snapshot(
-            std::env::args()
-                .nth(1)
-                .map_or(1_000_000, |a| a.parse().unwrap()),
-        )
-        .await;
+        if o.snapshot > 0 {
+            snapshot(o.snapshot).await;
+        }
     });
 }
