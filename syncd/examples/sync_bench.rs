@@ -134,9 +134,11 @@ async fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 async fn lag_at(rate: u64, secs: u64, series: Option<&str>) {
-    let table = Arc::new(MemTable::new());
-    let (server, publisher, addr) = start(table.clone()).await;
     let n = rate * secs;
+    // Sized for the run, as the sink is: a one-map rehash of 10^5 entries
+    // stalls the pusher, which then pushes a burst (a bench artifact).
+    let table = Arc::new(MemTable::with_capacity(n as usize));
+    let (server, publisher, addr) = start(table.clone()).await;
     let pushed: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let sink = Arc::new(TimedSink {
         table: MemTable::new(),
@@ -203,6 +205,20 @@ async fn lag_at(rate: u64, secs: u64, series: Option<&str>) {
     server.set_serving(false);
 }
 
+/// CPU time of the whole process (both ends), µs; /proc counts in 1/100 s.
+fn cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: state is field 3; utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() * 10_000
+}
+
 async fn snapshot(n: u64) {
     let t0 = now_us();
     let table = Arc::new(MemTable::with_entries((0..n).map(mem::flow_entry)));
@@ -213,6 +229,7 @@ async fn snapshot(n: u64) {
     let (server, _publisher, addr) = start(table.clone()).await;
     let sink = Arc::new(MemTable::new());
     let t0 = now_us();
+    let cpu0 = cpu_us();
     let sub = Subscriber::spawn(
         node("b"),
         SubscriberConfig::new(addr.to_string()),
@@ -223,6 +240,7 @@ async fn snapshot(n: u64) {
     })
     .await;
     let took = Duration::from_micros(now_us() - t0);
+    let cpu = Duration::from_micros(cpu_us() - cpu0);
     wait("snapshot acked", 10, || {
         server
             .status()
@@ -236,8 +254,9 @@ async fn snapshot(n: u64) {
     let snap = ss.last_snapshot.unwrap();
     assert_eq!(sink.len(), n);
     println!(
-        "snapshot: {n} entries transferred+applied in {:.2} s (connect to applied); master SnapshotBegin->ack {:.2} s; {:.1} bytes/entry on the wire ({} bytes in {} ms subscriber-side)",
+        "snapshot: {n} entries transferred+applied in {:.2} s (connect to applied; {:.2} s CPU, both ends); master SnapshotBegin->ack {:.2} s; {:.1} bytes/entry on the wire ({} bytes in {} ms subscriber-side)",
         took.as_secs_f64(),
+        cpu.as_secs_f64(),
         st.last_snapshot_duration.unwrap().as_secs_f64(),
         st.last_snapshot_bytes as f64 / n as f64,
         snap.bytes,
