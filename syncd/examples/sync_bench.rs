@@ -2,7 +2,15 @@
 //! (events pushed from a thread at that rate for ~3 s), and a 10^6-entry
 //! snapshot (transfer + apply into the in-memory sink, bytes per entry).
 //!
-//! `cargo run --release -p syncd --example sync_bench`
+//! `cargo run --release -p syncd --example sync_bench -- [options]`
+//!
+//! Options (default: every rate, then the 10^6 snapshot):
+//! - `--rates 1000,10000` rates to run (`--rates none` for none);
+//! - `--secs 3` seconds per rate;
+//! - `--snapshot 1000000` snapshot size (`0` skips it); a bare number, as
+//!   in `sync_bench 1000000`, means the snapshot alone;
+//! - `--series DIR` writes `DIR/lag-<rate>.csv`: one line per event, push
+//!   time and push→apply latency (µs), to see when the tail happens.
 //!
 //! Two lag figures per rate:
 //! - push→ack (the contract's lag): the master's window of (ack time −
@@ -48,12 +56,20 @@ fn flow_index(e: &ConnEntry) -> Option<u64> {
 struct TimedSink {
     table: MemTable,
     pushed: Arc<Vec<AtomicU64>>,
-    latencies: std::sync::Mutex<Vec<u64>>,
+    /// (push time, push→apply latency), µs.
+    latencies: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 impl ConnSink for TimedSink {
     fn begin_snapshot(&self, id: u64) {
         self.table.begin_snapshot(id)
+    }
+    fn expect_snapshot_entries(&self, id: u64, expected: u64) {
+        // Room for the flows to come: one HashMap under one lock would
+        // otherwise rehash everything while the stream waits (the director's
+        // table is sharded and does not), a bench artifact of 10–20 ms.
+        let room = expected.max(self.pushed.len() as u64);
+        self.table.expect_snapshot_entries(id, room)
     }
     fn apply_snapshot_entries(&self, id: u64, entries: Vec<ConnEntry>) -> Result<(), String> {
         self.table.apply_snapshot_entries(id, entries)
@@ -77,7 +93,8 @@ impl ConnSink for TimedSink {
         let mut l = self.latencies.lock().unwrap();
         for i in idx {
             if let Some(t) = self.pushed.get(i as usize) {
-                l.push(now.saturating_sub(t.load(Ordering::Relaxed)));
+                let t = t.load(Ordering::Relaxed);
+                l.push((t, now.saturating_sub(t)));
             }
         }
         Ok(())
@@ -116,10 +133,12 @@ async fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-async fn lag_at(rate: u64, secs: u64) {
-    let table = Arc::new(MemTable::new());
-    let (server, publisher, addr) = start(table.clone()).await;
+async fn lag_at(rate: u64, secs: u64, series: Option<&str>) {
     let n = rate * secs;
+    // Sized for the run, as the sink is: a one-map rehash of 10^5 entries
+    // stalls the pusher, which then pushes a burst (a bench artifact).
+    let table = Arc::new(MemTable::with_capacity(n as usize));
+    let (server, publisher, addr) = start(table.clone()).await;
     let pushed: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let sink = Arc::new(TimedSink {
         table: MemTable::new(),
@@ -164,7 +183,15 @@ async fn lag_at(rate: u64, secs: u64) {
     })
     .await;
     let st = server.status().subscribers[0].clone();
-    let mut l = std::mem::take(&mut *sink.latencies.lock().unwrap());
+    let samples = std::mem::take(&mut *sink.latencies.lock().unwrap());
+    if let Some(dir) = series {
+        let mut csv = String::from("push_us,latency_us\n");
+        for (t, l) in &samples {
+            csv.push_str(&format!("{t},{l}\n"));
+        }
+        std::fs::write(format!("{dir}/lag-{rate}.csv"), csv).unwrap();
+    }
+    let mut l: Vec<u64> = samples.into_iter().map(|(_, l)| l).collect();
     println!(
         "{rate:>6}/s x {secs} s: {n} events in {} batches | push->ack p50 {:.2} ms p99 {:.2} ms (master) | push->apply p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         st.batches_sent,
@@ -178,6 +205,20 @@ async fn lag_at(rate: u64, secs: u64) {
     server.set_serving(false);
 }
 
+/// CPU time of the whole process (both ends), µs; /proc counts in 1/100 s.
+fn cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: state is field 3; utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() * 10_000
+}
+
 async fn snapshot(n: u64) {
     let t0 = now_us();
     let table = Arc::new(MemTable::with_entries((0..n).map(mem::flow_entry)));
@@ -188,6 +229,7 @@ async fn snapshot(n: u64) {
     let (server, _publisher, addr) = start(table.clone()).await;
     let sink = Arc::new(MemTable::new());
     let t0 = now_us();
+    let cpu0 = cpu_us();
     let sub = Subscriber::spawn(
         node("b"),
         SubscriberConfig::new(addr.to_string()),
@@ -198,6 +240,7 @@ async fn snapshot(n: u64) {
     })
     .await;
     let took = Duration::from_micros(now_us() - t0);
+    let cpu = Duration::from_micros(cpu_us() - cpu0);
     wait("snapshot acked", 10, || {
         server
             .status()
@@ -211,8 +254,9 @@ async fn snapshot(n: u64) {
     let snap = ss.last_snapshot.unwrap();
     assert_eq!(sink.len(), n);
     println!(
-        "snapshot: {n} entries transferred+applied in {:.2} s (connect to applied); master SnapshotBegin->ack {:.2} s; {:.1} bytes/entry on the wire ({} bytes in {} ms subscriber-side)",
+        "snapshot: {n} entries transferred+applied in {:.2} s (connect to applied; {:.2} s CPU, both ends); master SnapshotBegin->ack {:.2} s; {:.1} bytes/entry on the wire ({} bytes in {} ms subscriber-side)",
         took.as_secs_f64(),
+        cpu.as_secs_f64(),
         st.last_snapshot_duration.unwrap().as_secs_f64(),
         st.last_snapshot_bytes as f64 / n as f64,
         snap.bytes,
@@ -222,8 +266,49 @@ async fn snapshot(n: u64) {
     server.set_serving(false);
 }
 
+/// Command-line options (see the module comment).
+struct Opts {
+    rates: Vec<u64>,
+    secs: u64,
+    snapshot: u64,
+    series: Option<String>,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        rates: vec![1_000, 10_000, 50_000],
+        secs: 3,
+        snapshot: 1_000_000,
+        series: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--rates" => {
+                let v = val();
+                o.rates = if v == "none" {
+                    Vec::new()
+                } else {
+                    v.split(',').map(|r| r.parse().expect("rate")).collect()
+                };
+            }
+            "--secs" => o.secs = val().parse().expect("seconds"),
+            "--snapshot" => o.snapshot = val().parse().expect("entries"),
+            "--series" => o.series = Some(val()),
+            n => {
+                // The historical form: a bare snapshot size, snapshot only.
+                o.snapshot = n.parse().unwrap_or_else(|_| panic!("unknown option {n}"));
+                o.rates.clear();
+            }
+        }
+    }
+    o
+}
+
 fn main() {
     now_us();
+    let o = opts();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -234,17 +319,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        for rate in [1_000, 10_000, 50_000]
-            .into_iter()
-            .filter(|_| std::env::args().nth(1).is_none())
-        {
-            lag_at(rate, 3).await;
+        for &rate in &o.rates {
+            lag_at(rate, o.secs, o.series.as_deref()).await;
         }
-        snapshot(
-            std::env::args()
-                .nth(1)
-                .map_or(1_000_000, |a| a.parse().unwrap()),
-        )
-        .await;
+        if o.snapshot > 0 {
+            snapshot(o.snapshot).await;
+        }
     });
 }

@@ -55,6 +55,14 @@ impl MemTable {
         Self::default()
     }
 
+    /// An empty table with room for `n` entries before it grows (a single
+    /// map rehashes everything at once when it grows, under its lock).
+    pub fn with_capacity(n: usize) -> Self {
+        let t = Self::new();
+        t.inner.lock().expect("poisoned").live.reserve(n);
+        t
+    }
+
     /// A table holding `entries`.
     pub fn with_entries(entries: impl IntoIterator<Item = ConnEntry>) -> Self {
         let t = Self::new();

@@ -239,10 +239,7 @@ impl SyncServer {
             b = b.tls_config(crate::tls::server_tls(t))?;
         }
         b.add_service(self.service())
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await
     }
 
@@ -339,10 +336,26 @@ impl SyncServer {
 /// few hundred bytes; with Nagle and the peer's delayed ACK it waits 40 ms),
 /// and HTTP/2 windows large enough that a snapshot is not throttled by
 /// round trips.
+///
+/// tonic applies `tcp_nodelay` only to listeners it binds itself: with
+/// `serve_with_incoming*` the accepted sockets take the incoming stream's
+/// options, so a director serving its own listener must set TCP_NODELAY
+/// there too (as [`SyncServer::serve`] does).
 pub fn tuned(b: tonic::transport::Server) -> tonic::transport::Server {
     b.tcp_nodelay(true)
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
+}
+
+/// Accepted connections of `listener`, with TCP_NODELAY set on each.
+///
+/// `Server::tcp_nodelay` does not reach sockets accepted from an incoming
+/// stream we hand to tonic. Without it, a small message the subscriber does
+/// not answer (the master's heartbeat, every 200 ms) stays unacknowledged
+/// for the peer's delayed-ACK time (40 ms on Linux), and Nagle holds every
+/// batch behind it: the whole 40 ms p99 of the lag.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// HTTP/2 stream window, both sides.
@@ -663,5 +676,26 @@ fn walk(
     });
     if !gone && let Some(c) = ch.finish() {
         let _ = tx.blocking_send(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut inc = incoming(l);
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = inc.next().await.expect("one connection").unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "the master's side of the stream must not run Nagle (40 ms tail with delayed ACK)"
+        );
+        drop(client);
     }
 }
