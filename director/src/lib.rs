@@ -27,6 +27,7 @@ pub mod dest;
 pub mod forward;
 pub mod health;
 pub mod io;
+pub mod metrics;
 pub mod realserver;
 pub mod sched;
 pub mod service;
