@@ -202,12 +202,19 @@ pub async fn serve_with(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ControlServer<ControlService>>().await;
     let auth = Auth::new(opts.token.clone());
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(lb_proto::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(lb_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Only what this server serves (the contract's descriptors
+            // also hold the sync service, served elsewhere).
+            .with_service_name(lb_proto::CONTROL_SERVICE_NAME)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(lb_proto::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let mut builder = tonic::transport::Server::builder();
