@@ -124,6 +124,9 @@ fn incomplete_tls_and_bad_addresses_are_refused_where_they_are() {
 #[test]
 fn the_problem_is_structured() {
     let e = Config::parse(&format!("{BASE}[control]\nlisten = \"x\"\n"), "t.toml").unwrap_err();
-    assert!(matches!(e.problem(), Some(Problem::Control { .. })), "{e:?}");
+    assert!(
+        matches!(e.problem(), Some(Problem::Control { .. })),
+        "{e:?}"
+    );
     assert_eq!(e.location().unwrap().line, 8);
 }

@@ -96,7 +96,11 @@ fn gauge<V: EncodeGaugeValue>(
 ) -> fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, v) in rows {
-        m.encode_family(&labels)?.encode_gauge(&v)?;
+        if labels.is_empty() {
+            m.encode_gauge(&v)?;
+        } else {
+            m.encode_family(&labels)?.encode_gauge(&v)?;
+        }
     }
     Ok(())
 }
@@ -110,8 +114,12 @@ fn counter<V: EncodeCounterValue>(
 ) -> fmt::Result {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, v) in rows {
-        m.encode_family(&labels)?
-            .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        if labels.is_empty() {
+            m.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        } else {
+            m.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+        }
     }
     Ok(())
 }
@@ -775,5 +783,93 @@ impl Collector for DirectorCollector {
         encode_services(&self.state, &mut enc)?;
         encode_vrrp(&self.state, &mut enc)?;
         encode_sync(&self.state, &mut enc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{Dataplane, DataplaneConfig};
+    use crate::forward::MacAddr;
+    use crate::sched::{SchedOptions, SchedulerKind};
+    use crate::service::ServiceKey;
+    use crate::service_table::DestSpec;
+    use crate::time::Millis;
+    use crate::types::{ForwardMethod, Protocol};
+
+    fn state() -> Arc<ControlState> {
+        let dest = |addr: &str, weight| DestSpec {
+            addr: addr.parse().unwrap(),
+            method: ForwardMethod::DirectRouting,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        let spec = ServiceSpec {
+            key: ServiceKey {
+                protocol: Protocol::Tcp,
+                vip: "10.0.0.100:80".parse().unwrap(),
+            },
+            scheduler: SchedulerKind::Wrr,
+            sched_opts: SchedOptions::default(),
+            persistence: None,
+            dests: vec![dest("10.0.0.11:80", 3), dest("10.0.0.12:80", 1)],
+        };
+        let dp = Arc::new(Dataplane::new(DataplaneConfig::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            "10.0.0.1".parse().unwrap(),
+        )));
+        dp.apply(std::slice::from_ref(&spec)).unwrap();
+        Arc::new(ControlState::new(
+            "node-a",
+            dp,
+            vec![spec],
+            Arc::new(|| Millis(5_000)),
+        ))
+    }
+
+    #[test]
+    fn a_scrape_shows_the_services_in_prometheus_text() {
+        let text = render(&registry(state()));
+        for line in [
+            "# HELP lvs_real_server_weight Configured weight of a real server (the operator's intent).",
+            "# TYPE lvs_real_server_connections counter",
+            "lvs_real_server_weight{protocol=\"tcp\",vip=\"10.0.0.100:80\",real_server=\"10.0.0.11:80\",method=\"dr\"} 3",
+            "lvs_real_server_effective_weight{protocol=\"tcp\",vip=\"10.0.0.100:80\",real_server=\"10.0.0.12:80\",method=\"dr\"} 1",
+            "lvs_real_server_connections_total{protocol=\"tcp\",vip=\"10.0.0.100:80\",real_server=\"10.0.0.11:80\",method=\"dr\"} 0",
+            "lvs_real_server_health{protocol=\"tcp\",vip=\"10.0.0.100:80\",real_server=\"10.0.0.11:80\",method=\"dr\",state=\"unchecked\"} 1",
+            "lvs_service_packets_total{protocol=\"tcp\",vip=\"10.0.0.100:80\",direction=\"in\"} 0",
+            "lvs_dataplane_drops_total{reason=\"standby\"} 0",
+            "lvs_forwarding 0",
+            "lvs_build_info{node=\"node-a\",version=\"0.1.0\"} 1",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\nnot in:\n{text}");
+        }
+        assert!(!text.contains("{}"), "no empty label sets:\n{text}");
+        assert!(
+            !text.contains("lvs_vrrp_state{"),
+            "no VRRP, no VRRP series:\n{text}"
+        );
+    }
+
+    #[test]
+    fn the_endpoint_answers_metrics_and_nothing_else() {
+        let r = registry(state());
+        let ok = http::respond(&r, &hyper::Method::GET, "/metrics");
+        assert_eq!(ok.status(), hyper::StatusCode::OK);
+        assert_eq!(
+            ok.headers()[hyper::header::CONTENT_TYPE],
+            CONTENT_TYPE,
+            "Prometheus reads OpenMetrics"
+        );
+        assert_eq!(
+            http::respond(&r, &hyper::Method::GET, "/x").status(),
+            hyper::StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            http::respond(&r, &hyper::Method::POST, "/metrics").status(),
+            hyper::StatusCode::METHOD_NOT_ALLOWED
+        );
     }
 }
