@@ -22,7 +22,15 @@ const VIP: &str = "10.27.0.100:80";
 const RS1: &str = "10.27.0.11:80";
 const RS2: &str = "10.27.0.12:80";
 
-fn config(name: &str) -> String {
+/// The lab's configuration; `vrrp` adds a VRRP instance (alone on its
+/// segment, it becomes master after Master_Down_Interval).
+fn config(name: &str, vrrp: bool) -> String {
+    let vrrp = if vrrp {
+        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
+         virtual_router_id = 51\npriority = 150\nadvert_int = 0.1\n"
+    } else {
+        ""
+    };
     format!(
         r#"
 [node]
@@ -50,7 +58,7 @@ scheduler = "wrr"
   address = "{RS2}"
   method = "dr"
   weight = 1
-"#
+{vrrp}"#
     )
 }
 
@@ -64,6 +72,7 @@ struct OpsLab {
 
 fn ops_lab(
     name: &str,
+    vrrp: bool,
     wrapper: &[&str],
     before_start: impl Fn(&Lab, &Host) -> Result<()>,
 ) -> Result<Option<OpsLab>> {
@@ -96,7 +105,7 @@ fn ops_lab(
         directord: DIRECTORD.into(),
         dirctl: DIRCTL.into(),
     };
-    let director = Directord::start_with(&lab, &dir, &bins, &config(name), wrapper)?;
+    let director = Directord::start_with(&lab, &dir, &bins, &config(name, vrrp), wrapper)?;
     Ok(Some(OpsLab {
         lab,
         client,
@@ -194,7 +203,7 @@ fn columns(listing: &str, rs: &str) -> Vec<u64> {
 
 #[test]
 fn metrics_of_a_running_director_match_its_listing() -> Result<()> {
-    let Some(o) = ops_lab("metrics", &[], |_, _| Ok(()))? else {
+    let Some(o) = ops_lab("metrics", false, &[], |_, _| Ok(()))? else {
         return Ok(());
     };
     let dir = o.director.host.clone();
@@ -331,7 +340,7 @@ const UNPRIVILEGED: &[&str] = &[
 fn directord_needs_only_net_raw_and_net_admin() -> Result<()> {
     // Forwarding on at start, so that directord has to turn it off
     // (a net sysctl: CAP_NET_ADMIN in the namespace suffices).
-    let Some(o) = ops_lab("caps", UNPRIVILEGED, |lab, dir| {
+    let Some(o) = ops_lab("caps", true, UNPRIVILEGED, |lab, dir| {
         lab.sysctl(dir, "net.ipv4.conf.eth0.forwarding", "1")
     })?
     else {
@@ -372,6 +381,32 @@ fn directord_needs_only_net_raw_and_net_admin() -> Result<()> {
         "0"
     );
     wait_up(&o, &dir)?;
+    // VRRP on a raw socket (CAP_NET_RAW): alone, it becomes master.
+    let t0 = Instant::now();
+    let vi = "{instance=\"VI_1\",vrid=\"51\",interface=\"eth0\"}";
+    let m = loop {
+        let m = samples(&scrape(&o.lab, &dir, "/metrics")?.2);
+        if m.get(&format!("lvs_vrrp_master{vi}")) == Some(&1.0) {
+            break m;
+        }
+        ensure!(
+            t0.elapsed() < Duration::from_secs(10),
+            "VRRP did not become master within 10 s:\n{}\n{}",
+            keys(&m),
+            o.director.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        value(
+            &m,
+            &format!("lvs_vrrp_state{}", vi.replace('}', ",state=\"master\"}"))
+        ),
+        1.0
+    );
+    assert!(value(&m, "lvs_vrrp_transitions_total{instance=\"VI_1\"}") >= 1.0);
+    assert!(value(&m, "lvs_vrrp_adverts_sent_total") >= 1.0);
+    assert_eq!(value(&m, &format!("lvs_vrrp_priority{vi}")), 150.0);
     let names = o
         .lab
         .names_of_requests(&o.client, "http://10.27.0.100/", 8)?;
