@@ -383,7 +383,7 @@ fn directord_needs_only_net_raw_and_net_admin() -> Result<()> {
     wait_up(&o, &dir)?;
     // VRRP on a raw socket (CAP_NET_RAW): alone, it becomes master.
     let t0 = Instant::now();
-    let vi = "{instance=\"VI_1\",vrid=\"51\",interface=\"eth0\"}";
+    let vi = "{vrrp_instance=\"VI_1\",vrid=\"51\",interface=\"eth0\"}";
     let m = loop {
         let m = samples(&scrape(&o.lab, &dir, "/metrics")?.2);
         if m.get(&format!("lvs_vrrp_master{vi}")) == Some(&1.0) {
@@ -404,7 +404,7 @@ fn directord_needs_only_net_raw_and_net_admin() -> Result<()> {
         ),
         1.0
     );
-    assert!(value(&m, "lvs_vrrp_transitions_total{instance=\"VI_1\"}") >= 1.0);
+    assert!(value(&m, "lvs_vrrp_transitions_total{vrrp_instance=\"VI_1\"}") >= 1.0);
     assert!(value(&m, "lvs_vrrp_adverts_sent_total") >= 1.0);
     assert_eq!(value(&m, &format!("lvs_vrrp_priority{vi}")), 150.0);
     let names = o

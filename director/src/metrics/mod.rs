@@ -14,7 +14,8 @@
 //! - `protocol` (`tcp`/`udp`), `vip` (`ip:port`): a virtual service;
 //!   `real_server` (`ip:port`) and `method` (`dr`/`tun`/`nat`): one of its
 //!   real servers (a sorry server in use appears as one).
-//! - `instance`, `vrid`, `interface`: a VRRP instance.
+//! - `vrrp_instance`, `vrid`, `interface`: a VRRP instance (not
+//!   `instance`, which Prometheus gives every scraped target).
 //! - `reason`: why the dataplane dropped a frame (the stable names of
 //!   [`DropReason::as_str`](crate::forward::DropReason::as_str)).
 //!
@@ -530,7 +531,7 @@ fn encode_vrrp(state: &ControlState, enc: &mut DescriptorEncoder<'_>) -> fmt::Re
     };
     let labels = |i: &ctl::VrrpInstanceStatus| -> Labels {
         vec![
-            ("instance", i.name.clone()),
+            ("vrrp_instance", i.name.clone()),
             ("vrid", i.vrid.to_string()),
             ("interface", i.interface.clone()),
         ]
@@ -590,7 +591,7 @@ fn encode_vrrp(state: &ControlState, enc: &mut DescriptorEncoder<'_>) -> fmt::Re
         counters
             .vrrp_transitions
             .iter()
-            .map(|(name, n)| (vec![("instance", name.clone())], *n)),
+            .map(|(name, n)| (vec![("vrrp_instance", name.clone())], *n)),
     )?;
     let driver = |name: &str| {
         counters
@@ -851,6 +852,34 @@ mod tests {
             !text.contains("lvs_vrrp_state{"),
             "no VRRP, no VRRP series:\n{text}"
         );
+    }
+
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_names() {
+        let text = render(&registry(state()));
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let dash = include_str!("../../../deploy/grafana/director.json");
+        let mut used = 0;
+        for (i, _) in dash.match_indices("lvs_") {
+            let name: String = dash[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if name == "lvs_" {
+                continue; // prose: "lvs_*"
+            }
+            let family = name.strip_suffix("_total").unwrap_or(&name);
+            assert!(
+                families.contains(&family),
+                "the dashboard uses {name}, which the exporter does not have"
+            );
+            used += 1;
+        }
+        assert!(used > 20, "the dashboard queries the lvs_ metrics");
     }
 
     #[test]
