@@ -130,3 +130,26 @@ fn the_problem_is_structured() {
     );
     assert_eq!(e.location().unwrap().line, 8);
 }
+
+#[test]
+fn the_pair_examples_secure_their_api_and_export_metrics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    for (file, addr) in [
+        ("node-a.toml", "10.41.0.2:7400"),
+        ("node-b.toml", "10.41.0.3:7400"),
+    ] {
+        let c = Config::load(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let ctl = c.control();
+        assert_eq!(ctl.listen.to_string(), addr, "{file}");
+        assert!(
+            ctl.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+            "{file}: client certificates required"
+        );
+        assert!(!ctl.allow_unauthenticated, "{file}");
+        assert_eq!(
+            c.metrics().map(|m| m.listen.to_string()).as_deref(),
+            Some("127.0.0.1:9400"),
+            "{file}"
+        );
+    }
+}

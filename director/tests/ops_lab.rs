@@ -8,6 +8,8 @@
 //! (namespaces, processes) is removed on every exit path by the harness.
 //! All traffic stays inside the lab's namespaces.
 
+#![allow(clippy::disallowed_methods)] // a test owns its clock
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
