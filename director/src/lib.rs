@@ -28,6 +28,7 @@ pub mod estimator;
 pub mod forward;
 pub mod health;
 pub mod io;
+pub mod metrics;
 pub mod realserver;
 pub mod sched;
 pub mod service;

@@ -38,6 +38,20 @@ impl Directord {
     /// Check `config` with `--check-config`, start `directord` with it in
     /// `host`, and wait (bounded by [`START_TIMEOUT`]) for its control API.
     pub fn start(lab: &Lab, host: &Host, bins: &Bins, config: &str) -> Result<Directord> {
+        Directord::start_with(lab, host, bins, config, &[])
+    }
+
+    /// [`Directord::start`] with `wrapper` in front of the command line
+    /// (e.g. `setpriv --reuid ... --ambient-caps ...` to run it as an
+    /// unprivileged user with some capabilities; the lab's files are
+    /// readable by everyone, so such a user can read its configuration).
+    pub fn start_with(
+        lab: &Lab,
+        host: &Host,
+        bins: &Bins,
+        config: &str,
+        wrapper: &[&str],
+    ) -> Result<Directord> {
         let path = lab.unique_path("directord", ".toml");
         fs::write(&path, config).context("writing directord's config")?;
         let p = path.to_string_lossy().into_owned();
@@ -47,7 +61,9 @@ impl Directord {
             "directord refused the config: {}",
             String::from_utf8_lossy(&check.stderr).trim()
         );
-        let mut proc = lab.spawn(host, &[&bins.directord, "--config", &p])?;
+        let mut argv = wrapper.to_vec();
+        argv.extend_from_slice(&[&bins.directord, "--config", &p]);
+        let mut proc = lab.spawn(host, &argv)?;
         let t0 = Instant::now();
         loop {
             if let Ok(Some(status)) = proc.try_wait() {

@@ -18,7 +18,8 @@
 //! [`ControlService`] implements the RPCs over a shared state; the ones not
 //! implemented yet answer UNIMPLEMENTED with a sentence naming them. [`serve`]
 //! and [`serve_listener`] run it on a tonic server until a shutdown future
-//! completes.
+//! completes; [`serve_with`] adds TLS and a bearer token ([`access`]), and
+//! every server also answers gRPC health and reflection.
 
 use std::fmt;
 use std::future::Future;
@@ -26,9 +27,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use lb_proto::control::control_server::ControlServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::dataplane::Dataplane;
 use crate::health::apply::Verdict;
@@ -37,6 +36,7 @@ use crate::service::ServiceKey;
 use crate::service_table::{ServiceSpec, SpecError};
 use crate::time::Millis;
 
+pub mod access;
 mod conns;
 pub mod convert;
 pub mod health;
@@ -45,6 +45,7 @@ mod service;
 mod watch;
 mod which;
 
+pub use access::{ServeOptions, ServerTls, Token, serve_with};
 pub use conns::DEFAULT_PAGE_SIZE;
 pub use service::ControlService;
 
@@ -77,6 +78,23 @@ pub trait PairView: Send + Sync + fmt::Debug {
     fn rules_master(&self) -> Option<String> {
         None
     }
+
+    /// Counters beyond the status messages, for the metrics endpoint.
+    fn counters(&self) -> PairCounters {
+        PairCounters::default()
+    }
+}
+
+/// Counters of the pair side that the status messages do not carry, read
+/// by the metrics endpoint at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairCounters {
+    /// State transitions per VRRP instance since start, by instance name.
+    pub vrrp_transitions: Vec<(String, u64)>,
+    /// The VRRP driver's counters (all instances together): receive
+    /// rejects by reason, `adverts_sent`, `adverts_received`,
+    /// `own_adverts`, `send_errors`, `recv_errors`.
+    pub vrrp_driver: Vec<(&'static str, u64)>,
 }
 
 /// A boxed future, for the async methods of [`PairView`].
@@ -441,6 +459,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("control API: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not load the contract's descriptors.
+    #[error("control API: gRPC reflection: {0}")]
+    Reflection(String),
 }
 
 /// Serve the control API on `addr` until `shutdown` completes.
@@ -456,16 +477,13 @@ pub async fn serve(
 }
 
 /// Serve the control API on an already bound listener (tests bind port 0
-/// and read the port back) until `shutdown` completes.
+/// and read the port back) until `shutdown` completes: plaintext, no
+/// token (see [`serve_with`] for TLS and tokens), with gRPC health and
+/// reflection beside it.
 pub async fn serve_listener(
     listener: TcpListener,
     state: Arc<ControlState>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(ControlServer::new(ControlService::new(state)))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
-    Ok(())
+    serve_with(listener, state, ServeOptions::default(), shutdown).await
 }

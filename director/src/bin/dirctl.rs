@@ -23,6 +23,11 @@
 //!   view of the node — VRRP state, sync lag, and per service and real
 //!   server the weight, connections and rates — refreshed in place on a
 //!   terminal, one block per snapshot otherwise.
+//!
+//! Every command that talks to a director takes `--tls-ca`, `--tls-cert`,
+//! `--tls-key`, `--tls-server-name` and `--token`/`--token-file` (or
+//! `$DIRCTL_TOKEN` and friends), anywhere on the line: see
+//! [`director::cli::access`].
 
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -276,25 +281,32 @@ struct DecapArgs {
 }
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "health") {
-        let args = std::env::args_os()
-            .skip(2)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return director::cli::client::health_main(args);
+    // The TLS and token options may stand anywhere; take them out first.
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let argv = match director::cli::access::strip(argv) {
+        Ok((rest, opts)) => {
+            director::cli::access::set(opts);
+            rest
+        }
+        Err(e) => {
+            eprintln!("dirctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if argv.first().is_some_and(|a| a == "health") {
+        return director::cli::client::health_main(argv[1..].to_vec());
     }
     // Everything but the `realserver` subcommand is ipvsadm syntax.
-    if std::env::args_os()
-        .nth(1)
+    if argv
+        .first()
         .is_none_or(|a| !SUBCOMMANDS.iter().any(|s| a == *s))
     {
-        let args = std::env::args_os()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return director::cli::client::main(args);
+        return director::cli::client::main(argv);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(std::iter::once("dirctl".to_owned()).chain(argv));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

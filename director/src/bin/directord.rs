@@ -24,6 +24,7 @@ use director::config::Config;
 use director::daemon::pair::Pair;
 use director::daemon::{self, DaemonPlan, RunOptions};
 use director::health::{self, Monitor};
+use director::metrics;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Connection-table entries examined per expiry tick (every 100 ms): a
@@ -49,9 +50,11 @@ struct Args {
     /// always starts standby and VRRP decides.)
     #[arg(long)]
     standby: bool,
-    /// Address of the gRPC control API (dirctl talks to it).
-    #[arg(long, default_value = "127.0.0.1:7400")]
-    control: SocketAddr,
+    /// Address of the gRPC control API (dirctl talks to it); overrides
+    /// `[control] listen` (default 127.0.0.1:7400). An address other hosts
+    /// can reach needs client certificates or a token in `[control]`.
+    #[arg(long)]
+    control: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,25 @@ fn main() -> ExitCode {
 
 fn print_plan(plan: &DaemonPlan) {
     println!("node {}", plan.node);
+    let c = &plan.control;
+    let mut access = Vec::new();
+    if let Some(t) = &c.tls {
+        access.push(if t.client_ca.is_some() {
+            "TLS with client certificates"
+        } else {
+            "TLS"
+        });
+    }
+    if c.token_file.is_some() {
+        access.push("bearer token");
+    }
+    if access.is_empty() {
+        access.push("plaintext, no authentication");
+    }
+    println!("control API {} ({})", c.listen, access.join(", "));
+    if let Some(m) = &plan.metrics {
+        println!("metrics http://{}/metrics", m.listen);
+    }
     for i in &plan.ifaces {
         let gw = i.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
         println!("interface {} {}/{}{gw}", i.name, i.addr, i.prefix);
@@ -117,6 +139,9 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
     let opts = RunOptions {
         start_active: !args.standby && !with_vrrp,
     };
+    // Access rules and their files first: a refused address or a missing
+    // certificate stops the daemon before it touches an interface.
+    let control = daemon::control::control_plan(&plan.control, args.control)?;
     let mut running = daemon::start(plan, &opts)?;
     let dp = Arc::clone(&running.dp);
     let clock = running.clock;
@@ -141,7 +166,7 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
             .join(", "),
         plan.workers.max(1),
         plan.rx_ring,
-        args.control,
+        control.describe,
         if with_vrrp {
             "role from VRRP"
         } else if opts.start_active {
@@ -157,9 +182,29 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     let result = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut server = tokio::spawn(api::serve(args.control, Arc::clone(&state), async {
-            let _ = stop_rx.await;
-        }));
+        let listener = tokio::net::TcpListener::bind(control.listen)
+            .await
+            .with_context(|| format!("control API: cannot listen on {}", control.listen))?;
+        let mut server = tokio::spawn(api::serve_with(
+            listener,
+            Arc::clone(&state),
+            control.opts.clone(),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        let (metrics_stop, metrics_rx) = tokio::sync::oneshot::channel::<()>();
+        let metrics = match &plan.metrics {
+            None => None,
+            Some(m) => {
+                let listener = metrics::http::bind(m.listen).await?;
+                println!("directord: Prometheus metrics on http://{}/metrics", m.listen);
+                let registry = Arc::new(metrics::registry(Arc::clone(&state)));
+                Some(tokio::spawn(metrics::http::serve(listener, registry, async {
+                    let _ = metrics_rx.await;
+                })))
+            }
+        };
         let (monitor_stop, monitor_rx) = tokio::sync::oneshot::channel::<()>();
         let monitor = tokio::spawn(
             Monitor::new(Arc::clone(&state), health::DEFAULT_MAX_IN_FLIGHT).run(async {
@@ -234,8 +279,12 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         }
         let _ = stop_tx.send(());
         let _ = monitor_stop.send(());
+        let _ = metrics_stop.send(());
         let _ = monitor.await;
         rates.abort();
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         outcome
     });
     println!(

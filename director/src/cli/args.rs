@@ -991,6 +991,9 @@ Usage:
 
 Options:
   --server ADDR        the director's control API (default: $DIRCTL_SERVER, else 127.0.0.1:7400)
+  --tls-ca PEM         talk TLS, trusting this CA for the director's certificate ($DIRCTL_TLS_CA)
+  --tls-cert PEM --tls-key PEM   client certificate and key ($DIRCTL_TLS_CERT, $DIRCTL_TLS_KEY)
+  --token TOKEN        bearer token ($DIRCTL_TOKEN; or --token-file FILE, $DIRCTL_TOKEN_FILE)
   -t, --tcp-service    service-address is ip[:port] (numeric; IPv6 as [ip]:port)
   -u, --udp-service    service-address is ip[:port]
   -s, --scheduler      one of {}; the default is wlc

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use lb_proto::common as pb;
 use lb_proto::control::{self as ctl, control_client::ControlClient};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use super::access::BearerToken;
 
 use super::args::{self, Command, Invocation, ServiceArg};
 use super::format::{self, ListFormat, endpoint};
@@ -72,34 +75,83 @@ fn reason(e: &(dyn std::error::Error + 'static)) -> String {
     last
 }
 
+/// The address tried and how, for an error message: the address alone
+/// for plaintext without a token (the common, local case), else with
+/// what was tried and a hint.
+fn tried(server: &str) -> String {
+    let o = super::access::options();
+    if !o.tls() && o.token.is_none() {
+        return server.to_owned();
+    }
+    format!("{server} with {}", o.describe())
+}
+
+/// `why`, with a hint about TLS options unless nothing answered at all
+/// (then the address is what to check).
+fn with_hint(why: String) -> String {
+    const NOBODY: &[&str] = &[
+        "connection refused",
+        "timed out",
+        "host unreachable",
+        "network unreachable",
+        "address not available",
+    ];
+    if NOBODY.contains(&why.as_str()) {
+        why
+    } else {
+        format!("{why}; {}", super::access::options().hint())
+    }
+}
+
 pub(crate) fn status_error(server: &str, s: tonic::Status) -> ClientError {
-    if s.code() == tonic::Code::Unavailable {
+    // A status the director sent has no source; one with a source was
+    // made here from a broken connection (a TLS 1.3 server refusing the
+    // client's certificate after the handshake: UNKNOWN or CANCELLED).
+    if s.code() == tonic::Code::Unavailable || s.source().is_some() {
         let why = s.source().map_or_else(|| s.message().to_owned(), reason);
         ClientError::Unreachable {
-            server: server.to_owned(),
-            reason: why,
+            server: tried(server),
+            reason: with_hint(why),
         }
     } else {
         ClientError::Refused(s.message().to_owned())
     }
 }
 
-/// Connect to the control API at `server` (`host:port`, or a full URI).
-pub async fn connect(server: &str) -> Result<ControlClient<Channel>, ClientError> {
+/// A control API client: the channel, with the bearer token (if any) on
+/// every call.
+pub type Client = ControlClient<InterceptedService<Channel, BearerToken>>;
+
+/// Connect to the control API at `server` (`host:port`, or a full URI),
+/// with the TLS and token options in force ([`super::access::options`]).
+pub async fn connect(server: &str) -> Result<Client, ClientError> {
+    let o = super::access::options();
+    let scheme = if o.tls() { "https" } else { "http" };
     let uri = if server.contains("://") {
         server.to_owned()
     } else {
-        format!("http://{server}")
+        format!("{scheme}://{server}")
     };
     let unreachable = |reason: String| ClientError::Unreachable {
-        server: server.to_owned(),
+        server: tried(server),
         reason,
     };
-    let ep = Endpoint::from_shared(uri)
+    let mut ep = Endpoint::from_shared(uri)
         .map_err(|_| unreachable("not a valid address (expected HOST:PORT)".into()))?
         .connect_timeout(CONNECT_TIMEOUT);
-    let channel = ep.connect().await.map_err(|e| unreachable(reason(&e)))?;
-    Ok(ControlClient::new(channel))
+    if let Some(tls) = o.client_tls().map_err(&unreachable)? {
+        ep = ep
+            .tls_config(tls)
+            .map_err(|e| unreachable(format!("TLS configuration: {}", reason(&e))))?;
+    }
+    let channel = ep
+        .connect()
+        .await
+        .map_err(|e| unreachable(with_hint(reason(&e))))?;
+    Ok(ControlClient::with_interceptor(
+        channel,
+        BearerToken::new(o.token.as_deref()),
+    ))
 }
 
 /// Run one command against `server`, writing listings to `out`.

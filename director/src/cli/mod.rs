@@ -2,8 +2,9 @@
 //! files as `ipvsadm -S` writes them ([`rules`], also read by the daemon's
 //! configuration), the listing layouts ([`format`]) — pure functions, unit
 //! tested without a server — and the gRPC client that runs a parsed
-//! command ([`client`]).
+//! command ([`client`]), with its TLS and token options ([`access`]).
 
+pub mod access;
 pub mod args;
 pub mod client;
 pub mod format;

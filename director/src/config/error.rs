@@ -431,6 +431,18 @@ pub enum Problem {
         /// What is wrong, in an operator's words.
         message: String,
     },
+    /// `[control]` is wrong.
+    #[error("control: {message}")]
+    Control {
+        /// What is wrong, in an operator's words.
+        message: String,
+    },
+    /// `[metrics]` is wrong.
+    #[error("metrics: {message}")]
+    Metrics {
+        /// What is wrong, in an operator's words.
+        message: String,
+    },
     /// A health check, sorry server or quorum setting is wrong.
     #[error("{subject}: {problem}")]
     Health {

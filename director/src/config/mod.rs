@@ -40,16 +40,20 @@
 //!
 //! One file per table: `node`, `dataplane`, `timeouts`, `interface`,
 //! `service` (and `health`, the health-check keys of a service),
-//! `services` (`rules`). Each holds the table's raw serde struct (spans kept for error
+//! `services` (`rules`), `vrrp`, `sync`, `control` (the control API's
+//! listener and access) and `metrics` (the Prometheus endpoint). Each holds
+//! the table's raw serde struct (spans kept for error
 //! locations) and its validated form; a new table is a new file plus a
 //! field in `RawConfig`. Parsing reads no clock; the only things it asks
 //! the system are the file ([`Config::load`]), the rules file it names,
 //! and the CPU count, for the default number of workers.
 
+mod control;
 mod dataplane;
 mod error;
 mod health;
 mod interface;
+mod metrics;
 mod node;
 mod rules;
 mod service;
@@ -63,10 +67,12 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use control::{ControlConfig, ControlTlsFiles, DEFAULT_CONTROL_LISTEN};
 pub use dataplane::{DataplaneSettings, MAX_CONNECTIONS_LIMIT};
 pub use error::{ConfigError, Location, Problem};
 pub use health::{HealthProblem, MAX_COUNT, MAX_DELAY, MIN_INTERVAL};
 pub use interface::{InterfaceConfig, InterfaceVips};
+pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsConfig};
 pub use node::NodeConfig;
 pub use sync::{SyncConfig, SyncTlsFiles};
 pub use timeouts::{MAX_TIMEOUT_SECS, TimeoutSettings};
@@ -95,6 +101,10 @@ struct RawConfig {
     vrrp_instance: Vec<Spanned<vrrp::RawVrrpInstance>>,
     #[serde(default)]
     sync: Option<sync::RawSync>,
+    #[serde(default)]
+    control: Option<Spanned<control::RawControl>>,
+    #[serde(default)]
+    metrics: Option<metrics::RawMetrics>,
 }
 
 /// A validated configuration.
@@ -109,6 +119,8 @@ pub struct Config {
     vrrp: Vec<VrrpInstanceConfig>,
     sync: Option<SyncConfig>,
     health: HealthPlan,
+    control: ControlConfig,
+    metrics: Option<MetricsConfig>,
 }
 
 impl Config {
@@ -145,6 +157,14 @@ impl Config {
             health,
             vrrp: Vec::new(),
             sync: raw.sync.map(|s| s.validate(&src)).transpose()?,
+            control: match raw.control {
+                None => ControlConfig::default(),
+                Some(c) => {
+                    let span = c.span();
+                    c.into_inner().validate(&src, span)?
+                }
+            },
+            metrics: raw.metrics.map(|m| m.validate(&src)).transpose()?,
         };
         config.vrrp = vrrp::validate_all(
             raw.vrrp_instance,
@@ -222,6 +242,17 @@ impl Config {
     /// `[sync]`, if the node syncs its connection table with a peer.
     pub fn sync(&self) -> Option<&SyncConfig> {
         self.sync.as_ref()
+    }
+
+    /// `[control]`: the control API's address and access rules (loopback,
+    /// no TLS, no token when the table is absent).
+    pub fn control(&self) -> &ControlConfig {
+        &self.control
+    }
+
+    /// `[metrics]`, if the Prometheus endpoint is on.
+    pub fn metrics(&self) -> Option<&MetricsConfig> {
+        self.metrics.as_ref()
     }
 
     /// Every address this node answers ARP for while master, each once.

@@ -16,6 +16,7 @@
 
 pub mod arp_side;
 pub mod clock;
+pub mod control;
 mod failover;
 pub mod kernel;
 pub mod nft;
@@ -34,7 +35,9 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 
 use crate::arp::{ArpConfig, ArpResponder, GarpConfig};
-use crate::config::{Config, SyncConfig, TimeoutSettings, VrrpInstanceConfig};
+use crate::config::{
+    Config, ControlConfig, MetricsConfig, SyncConfig, TimeoutSettings, VrrpInstanceConfig,
+};
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
 use crate::forward::OuterTtl;
@@ -94,6 +97,10 @@ pub struct DaemonPlan {
     pub sync: Option<SyncConfig>,
     /// The workers' receive ring layout.
     pub rx_ring: RingVersion,
+    /// The control API's listener and access rules.
+    pub control: ControlConfig,
+    /// The Prometheus endpoint, if on.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl DaemonPlan {
@@ -126,6 +133,8 @@ impl DaemonPlan {
             vrrp: c.vrrp_instances().to_vec(),
             sync: c.sync().cloned(),
             rx_ring: d.rx_ring,
+            control: c.control().clone(),
+            metrics: c.metrics().cloned(),
         }
     }
 }

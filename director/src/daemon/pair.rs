@@ -411,6 +411,10 @@ impl PairView for PairStatus {
         self.vrrp.instances()
     }
 
+    fn counters(&self) -> crate::api::PairCounters {
+        self.vrrp.counters()
+    }
+
     fn sync_status(&self) -> Option<ctl::SyncStatus> {
         let server = self.server.as_ref()?;
         let peer = self.peer.clone().unwrap_or_default();

@@ -38,6 +38,8 @@ struct InstanceView {
     state: State,
     since_unix_ms: u64,
     history: VecDeque<Transition>,
+    /// Transitions since start (the history keeps the last few only).
+    transitions: u64,
 }
 
 /// The running VRRP instances of this node (cheap to clone: shared).
@@ -93,6 +95,7 @@ impl VrrpSide {
                         state: State::Initialize,
                         since_unix_ms: now,
                         history: VecDeque::new(),
+                        transitions: 0,
                     },
                 )
             })
@@ -127,6 +130,7 @@ impl VrrpSide {
             let at = unix_ms();
             v.state = *to;
             v.since_unix_ms = at;
+            v.transitions += 1;
             if v.history.len() == HISTORY {
                 v.history.pop_front();
             }
@@ -230,5 +234,23 @@ fn owned(views: &BTreeMap<String, InstanceView>) -> BTreeSet<Ipv4Addr> {
 impl crate::api::PairView for VrrpSide {
     fn vrrp_instances(&self) -> Vec<ctl::VrrpInstanceStatus> {
         self.instances()
+    }
+
+    fn counters(&self) -> crate::api::PairCounters {
+        self.counters()
+    }
+}
+
+impl VrrpSide {
+    /// Transitions per instance and the driver's counters, for metrics.
+    pub fn counters(&self) -> crate::api::PairCounters {
+        crate::api::PairCounters {
+            vrrp_transitions: self
+                .views()
+                .iter()
+                .map(|(name, v)| (name.clone(), v.transitions))
+                .collect(),
+            vrrp_driver: self.handle.counters(),
+        }
     }
 }
