@@ -4,7 +4,8 @@
 //!
 //! - `dirctl failover` with no peer is refused and changes nothing.
 //! - `dirctl status` on both nodes agrees on who is master, and each shows
-//!   the other's VRRP state.
+//!   the other's VRRP state; so do their metrics endpoints (state, sync
+//!   role, lag).
 //! - A real server added on the master appears on the backup; the backup
 //!   refuses a change of its own, naming the master, and keeps its table.
 //! - `dirctl failover` on the master moves mastership with every flow
@@ -61,6 +62,41 @@ fn real_servers(p: &PairLab, d: &Directord) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The value of the one series of `name` on `d`'s metrics endpoint whose
+/// labels contain `label` (e.g. `role="master"`); `None` if absent.
+fn metric(p: &PairLab, d: &Directord, name: &str, label: &str) -> Result<Option<f64>> {
+    let out = p.lab.exec(
+        &d.host,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:9400/metrics",
+        ],
+    )?;
+    ensure!(out.status.success(), "scraping {}", d.host.name());
+    let body = String::from_utf8_lossy(&out.stdout);
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(label))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok()))
+}
+
+/// A node's config: the pair's, with sync and a metrics endpoint.
+fn config(p: &PairLab, i: usize, priority: u8, opts: &VrrpOptions) -> String {
+    p.config(
+        i,
+        priority,
+        opts,
+        &format!(
+            "{}\n[metrics]\nlisten = \"127.0.0.1:9400\"\n",
+            p.sync_table(i, true)
+        ),
+    )
+}
+
 fn wait_for(what: &str, within: Duration, f: impl FnMut() -> Result<bool>) -> Result<()> {
     lab_tests::cmd::wait_until(what, within, Duration::from_millis(100), f)
 }
@@ -71,7 +107,7 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
         return Ok(());
     };
     let opts = VrrpOptions::default();
-    let a = p.start(0, &p.config(0, 150, &opts, &p.sync_table(0, true)))?;
+    let a = p.start(0, &config(&p, 0, 150, &opts))?;
     p.wait_state(&a, "MASTER", ELECTION)?;
 
     // Alone: nobody to hand the flows to.
@@ -91,7 +127,7 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
         "an unknown instance is named, with the ones there are:\n{out}"
     );
 
-    let b = p.start(1, &p.config(1, 100, &opts, &p.sync_table(1, true)))?;
+    let b = p.start(1, &config(&p, 1, 100, &opts))?;
     p.wait_state(&b, "BACKUP", ELECTION)?;
     wait_for("director-b to subscribe", ELECTION, || {
         Ok(p.status_line(&b, "sync:")?.contains("subscriber connected"))
@@ -108,6 +144,19 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
                     .contains("peer vrrp VI_1: MASTER"))
         },
     )?;
+    // The metrics say the same: who is master, sync roles, lag.
+    let m = |d: &Directord, name: &str, label: &str| -> Result<f64> {
+        metric(&p, d, name, label)?
+            .with_context(|| format!("no {name} {label} on {}", d.host.name()))
+    };
+    ensure!(m(&a, "lvs_vrrp_master", "vrrp_instance=\"VI_1\"")? == 1.0);
+    ensure!(m(&b, "lvs_vrrp_master", "vrrp_instance=\"VI_1\"")? == 0.0);
+    ensure!(m(&a, "lvs_sync_role", "role=\"master\"")? == 1.0);
+    ensure!(m(&b, "lvs_sync_role", "role=\"subscriber\"")? == 1.0);
+    for d in [&a, &b] {
+        ensure!(m(d, "lvs_sync_connected", "")? == 1.0);
+        ensure!(m(d, "lvs_sync_behind_entries", "")? == 0.0);
+    }
     let master_seen_by_b = p.status_line(&b, "  master ")?;
     ensure!(
         master_seen_by_b.starts_with("  master 10.41.0.2 "),
@@ -135,9 +184,7 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
         "a refused change leaves the backup's table as it was"
     );
     // Nor does a reload of its own file change the backup's rules.
-    let own = p
-        .config(1, 100, &opts, &p.sync_table(1, true))
-        .replace("scheduler = \"rr\"", "scheduler = \"wlc\"");
+    let own = config(&p, 1, 100, &opts).replace("scheduler = \"rr\"", "scheduler = \"wlc\"");
     b.reload(&own)?;
     wait_for("the backup to reload", ELECTION, || {
         Ok(b.output().contains("reload on the sync backup"))
