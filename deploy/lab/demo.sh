@@ -3,10 +3,12 @@
 # namespaces. For DR, TUN and NAT in turn it builds a client, a director and
 # two nginx real servers, starts the real directord, sends HTTP requests
 # and UDP datagrams through it and shows who answered, `dirctl -Ln --stats`
-# and `dirctl -Lnc`; in DR also a live weight change and a drain. Then it
-# removes the lab. About 5 s once built.
+# and `dirctl -Lnc`; in DR also a live weight change and a drain. Last the
+# pair: two directors with VRRP and connection sync, 200 keep-alive flows,
+# `dirctl failover` and a kill -9 of the master, every flow carrying on.
+# Then it removes the labs. About 25 s once built.
 #
-#   sudo deploy/lab/demo.sh [--mode dr|tun|nat|all] [--keep]
+#   sudo deploy/lab/demo.sh [--mode dr|tun|nat|pair|all] [--keep]
 #
 # --keep leaves the lab up until Ctrl-C and prints how to poke at it;
 # deploy/lab/down.sh removes a lab left behind. The in-process core demo

@@ -170,8 +170,8 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
     if let Some(c) = &s.connections {
         let _ = writeln!(
             o,
-            "connections: {} (active {}, inactive {}, templates {}, synced {})",
-            c.total, c.active, c.inactive, c.templates, c.synced
+            "connections: {} (active {}, inactive {}, templates {})",
+            c.total, c.active, c.inactive, c.templates
         );
     }
     o

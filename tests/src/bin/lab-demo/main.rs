@@ -12,8 +12,13 @@
 //! 3`: wrr now sends 3 of 4 new connections to rs1) and drains a server
 //! (`-w 0`). Then it stops `directord` and removes the lab.
 //!
+//! Last, the pair (`--mode pair`, also part of `all`): two directors with
+//! VRRP and connection sync, 200 keep-alive flows through the VIP, a
+//! manual failover (`dirctl failover`) and a kill -9 of the master, with
+//! every flow carrying on.
+//!
 //! ```text
-//! lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|all] [--keep]
+//! lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|pair|all] [--keep]
 //! lab-demo --down [--all]
 //! ```
 //!
@@ -23,6 +28,8 @@
 //! `deploy/lab/demo.sh` builds the binaries and runs this.
 
 #![forbid(unsafe_code)]
+
+mod pair;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -38,13 +45,14 @@ use lab_tests::{
 };
 
 const USAGE: &str = "\
-usage: lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|all] [--keep]
+usage: lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|pair|all] [--keep]
        lab-demo --down [--all]
 
   --directord PATH  the directord binary (target/release/directord)
   --dirctl PATH     the dirctl binary (target/release/dirctl)
-  --mode MODE       which LVS mode to show: dr, tun, nat or all (default all)
-  --keep            leave the lab running until Ctrl-C, and say how to poke at it
+  --mode MODE       what to show: dr, tun, nat, pair (two directors, failover under
+                    load) or all (default all)
+  --keep            leave the dr/tun/nat labs running until Ctrl-C, and say how to poke at them
   --down            remove labs left behind by a process that is gone
   --all             with --down: remove every lab (lbt-* namespaces), also live ones
 Needs root: the lab builds network namespaces. deploy/lab/demo.sh runs it.";
@@ -68,8 +76,9 @@ impl Mode {
             "dr" => vec![Mode::Dr],
             "tun" => vec![Mode::Tun],
             "nat" => vec![Mode::Nat],
+            "pair" => vec![],
             "all" => vec![Mode::Dr, Mode::Tun, Mode::Nat],
-            _ => bail!("--mode `{s}`: want dr, tun, nat or all"),
+            _ => bail!("--mode `{s}`: want dr, tun, nat, pair or all"),
         })
     }
 
@@ -238,6 +247,8 @@ scheduler = "rr"
 
 #[derive(Debug, Default)]
 struct Args {
+    /// Show the pair (default: yes).
+    pair: bool,
     directord: Option<PathBuf>,
     dirctl: Option<PathBuf>,
     modes: Option<Vec<Mode>>,
@@ -248,7 +259,10 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args::default();
+    let mut a = Args {
+        pair: true,
+        ..Args::default()
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -264,7 +278,11 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--directord" => a.directord = Some(PathBuf::from(value()?)),
             "--dirctl" => a.dirctl = Some(PathBuf::from(value()?)),
-            "--mode" => a.modes = Some(Mode::parse(&value()?)?),
+            "--mode" => {
+                let v = value()?;
+                a.pair = v == "pair" || v == "all";
+                a.modes = Some(Mode::parse(&v)?);
+            }
             "--keep" => a.keep = true,
             "--down" => a.down = true,
             "--all" => a.all = true,
@@ -333,7 +351,13 @@ fn demo(args: &Args) -> Result<()> {
     if args.keep {
         return keep(&bins, &mut kept);
     }
-    let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+    if args.pair {
+        pair::run(&bins)?;
+    }
+    let mut names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+    if args.pair {
+        names.push("the pair");
+    }
     println!(
         "\nlab-demo: {} shown in {:.1} s; every namespace and process removed.",
         names.join(", ").to_uppercase(),
