@@ -188,11 +188,20 @@ fn counts(specs: &[ServiceSpec]) -> (u32, u32) {
 /// servers in configuration order, configured weights), the timeouts and
 /// the version, taken together.
 pub fn service_table(state: &ControlState) -> pb::ServiceTable {
+    table_of(state, true)
+}
+
+/// The configured services (sorted by key, or in configuration order as
+/// the sync master sends them), the timeouts and the version, taken
+/// together.
+pub fn table_of(state: &ControlState, sorted: bool) -> pb::ServiceTable {
     let cur = state.lock();
     let mut specs = cur.specs.clone();
     let version = state.config_version();
     drop(cur);
-    specs.sort_by_key(|s| s.key);
+    if sorted {
+        specs.sort_by_key(|s| s.key);
+    }
     let (tcp, fin, udp) = state.dp.conns().timeouts().ipvsadm();
     let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     pb::ServiceTable {

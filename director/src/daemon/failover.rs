@@ -114,6 +114,28 @@ async fn wait_for(
     }
 }
 
+/// The end of a failover: the master's address once the takeover is seen
+/// (`after`), else TAKEOVER_TIMEOUT with `why`.
+fn took_over(
+    resp: &mut ctl::FailoverResponse,
+    after: Option<Vec<vrrp::machine::Status>>,
+    why: String,
+) {
+    match after {
+        Some(now) => {
+            resp.new_master_address = now
+                .iter()
+                .find_map(|i| i.master_addr)
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+        }
+        None => {
+            resp.outcome = FailoverOutcome::TakeoverTimeout as i32;
+            resp.failure_reason = why;
+        }
+    }
+}
+
 /// The Failover RPC.
 pub(super) async fn run(
     p: &PairStatus,
@@ -284,23 +306,15 @@ async fn from_master(
         resp.sequence_at_switch = r.acked_sequence;
         resp.new_master = r.peer.clone();
     }
-    match after {
-        Some(now) => {
-            resp.new_master_address = now
-                .iter()
-                .find_map(|i| i.master_addr)
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-        }
-        None => {
-            resp.outcome = FailoverOutcome::TakeoverTimeout as i32;
-            resp.failure_reason = format!(
-                "stepped down, but the peer was not heard as master within {} ms; \
-                 this node takes back over by VRRP rules if the peer stays silent",
-                bound.as_millis()
-            );
-        }
-    }
+    took_over(
+        &mut resp,
+        after,
+        format!(
+            "stepped down, but the peer was not heard as master within {} ms; \
+             this node takes back over by VRRP rules if the peer stays silent",
+            bound.as_millis()
+        ),
+    );
     Ok(resp)
 }
 
@@ -354,22 +368,14 @@ async fn from_backup(
         resp.lag_ms_at_switch = l.ms_behind;
         resp.sequence_at_switch = l.applied_sequence;
     }
-    match after {
-        Some(now) => {
-            resp.new_master_address = now
-                .iter()
-                .find_map(|i| i.master_addr)
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-        }
-        None => {
-            resp.outcome = FailoverOutcome::TakeoverTimeout as i32;
-            resp.failure_reason = format!(
-                "the master agreed to hand over, but this node did not become master \
-                 within {} ms",
-                bound.as_millis()
-            );
-        }
-    }
+    took_over(
+        &mut resp,
+        after,
+        format!(
+            "the master agreed to hand over, but this node did not become master \
+             within {} ms",
+            bound.as_millis()
+        ),
+    );
     Ok(resp)
 }

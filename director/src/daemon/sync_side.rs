@@ -161,26 +161,10 @@ impl SyncHook {
     }
 }
 
-/// The rule set on the wire, as the master replicates it.
+/// The rule set on the wire, as the master replicates it (configuration
+/// order, so that both nodes list the services alike).
 pub fn service_table_pb(state: &ControlState) -> pb::ServiceTable {
-    let specs = state.specs();
-    let (tcp, tcpfin, udp) = state.dp.conns().timeouts().ipvsadm();
-    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
-    pb::ServiceTable {
-        version: state.config_version(),
-        services: specs
-            .iter()
-            .map(|s| pb::ServiceConfig {
-                spec: Some(convert::to_service_spec(s)),
-                real_servers: s.dests.iter().map(convert::to_dest_spec).collect(),
-            })
-            .collect(),
-        timeouts: Some(pb::Timeouts {
-            tcp_timeout_s: secs(tcp),
-            tcp_fin_timeout_s: secs(tcpfin),
-            udp_timeout_s: secs(udp),
-        }),
-    }
+    crate::api::rules::table_of(state, false)
 }
 
 /// The rule set from the wire; refused whole on the first bad entry.
