@@ -5,76 +5,10 @@
 mod api_util;
 
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use api_util::{Feeder, Served, tcp};
+use api_util::{DirctlLab as Lab, Feeder, tcp};
 use director::TcpFlags;
-
-/// A served state on a runtime of its own, so the test can block on the
-/// binary.
-struct Lab {
-    rt: tokio::runtime::Runtime,
-    srv: Option<Served>,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let srv = rt.block_on(Served::start(Vec::new()));
-        Lab { rt, srv: Some(srv) }
-    }
-
-    fn srv(&self) -> &Served {
-        self.srv.as_ref().unwrap()
-    }
-
-    /// Run `dirctl --server ADDR <line>`.
-    fn run(&self, line: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dirctl"))
-            .arg("--server")
-            .arg(self.srv().addr.to_string())
-            .args(line.split_whitespace())
-            .env_remove("DIRCTL_SERVER")
-            .output()
-            .expect("run dirctl")
-    }
-
-    /// Run and expect success; returns stdout.
-    fn ok(&self, line: &str) -> String {
-        let out = self.run(line);
-        assert!(
-            out.status.success(),
-            "dirctl {line}: {:?}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Run and expect failure with `code`; returns stderr.
-    fn fails(&self, line: &str, code: i32) -> String {
-        let out = self.run(line);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "dirctl {line}: stdout {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(srv) = self.srv.take() {
-            self.rt.block_on(srv.stop());
-        }
-    }
-}
 
 #[test]
 fn ipvsadm_commands_configure_the_director_and_list_it_exactly() {

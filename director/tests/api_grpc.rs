@@ -8,7 +8,7 @@ mod api_util;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use api_util::{Feeder, Served, tcp, udp};
+use api_util::{Feeder, Served, ep, key, tcp, udp};
 use director::TcpFlags;
 use director::dataplane::Action;
 use director::forward::Verdict;
@@ -17,23 +17,6 @@ use lb_proto::control as ctl;
 use lb_proto::control::control_client::ControlClient;
 use tonic::Code;
 use tonic::transport::Channel;
-
-fn ep(s: &str) -> Option<pb::Endpoint> {
-    let a: SocketAddr = s.parse().unwrap();
-    Some(pb::Endpoint {
-        ip: a.ip().to_string(),
-        port: u32::from(a.port()),
-    })
-}
-
-fn key(proto: pb::Protocol, vip: &str) -> Option<pb::ServiceKey> {
-    Some(pb::ServiceKey {
-        protocol: proto as i32,
-        vip: ep(vip),
-        fwmark: 0,
-        family: 0,
-    })
-}
 
 fn tcp_key(vip: &str) -> Option<pb::ServiceKey> {
     key(pb::Protocol::Tcp, vip)

@@ -8,93 +8,24 @@
 
 mod api_util;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-use api_util::{Feeder, Served, tcp};
+use api_util::{DirctlLab as Lab, Feeder, tcp};
 use director::TcpFlags;
 use lb_proto::common as pb;
 use lb_proto::control::{self as ctl, rule_op::Op};
 
-/// A served state on a runtime of its own, so the test can block on the
-/// binary.
-struct Lab {
-    rt: tokio::runtime::Runtime,
-    srv: Option<Served>,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let srv = rt.block_on(Served::start(Vec::new()));
-        Lab { rt, srv: Some(srv) }
-    }
-
-    fn srv(&self) -> &Served {
-        self.srv.as_ref().unwrap()
-    }
-
-    /// Run `dirctl --server ADDR <line>` with `stdin`.
-    fn run(&self, line: &str, stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dirctl"))
-            .arg("--server")
-            .arg(self.srv().addr.to_string())
-            .args(line.split_whitespace())
-            .env_remove("DIRCTL_SERVER")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run dirctl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, line: &str) -> String {
-        self.ok_in(line, "")
-    }
-
-    fn ok_in(&self, line: &str, stdin: &str) -> String {
-        let out = self.run(line, stdin);
-        assert!(
-            out.status.success(),
-            "dirctl {line}: {:?}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Restore `rules` and expect failure (exit 1); returns stderr.
-    fn restore_fails(&self, rules: &str) -> String {
-        let out = self.run("-R", rules);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "stdout {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(srv) = self.srv.take() {
-            self.rt.block_on(srv.stop());
-        }
-    }
+/// Restore `rules` and expect failure (exit 1); returns stderr.
+fn restore_fails(lab: &Lab, rules: &str) -> String {
+    let out = lab.run_in("-R", Some(rules));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
 }
 
 fn fixture() -> String {
@@ -133,14 +64,18 @@ UDP  10.11.0.103:1812 sh persistent 300
 fn rules_saved_by_ipvsadm_restore_list_and_save_back_unchanged() {
     let lab = Lab::new();
     let rules = fixture();
-    assert_eq!(lab.ok_in("-R", &rules), "", "-R is silent, as ipvsadm's");
+    assert_eq!(
+        lab.ok_in("-R", Some(&rules)),
+        "",
+        "-R is silent, as ipvsadm's"
+    );
     assert_eq!(lab.ok("-Ln"), FIXTURE_LISTING);
     assert_eq!(lab.ok("-S -n"), rules, "the round trip is exact");
     assert_eq!(lab.ok("-S"), rules, "-S is always numeric");
     assert_eq!(lab.ok("--save"), rules);
     // Into a second director: the same table.
     let other = Lab::new();
-    other.ok_in("-R", &lab.ok("-S"));
+    other.ok_in("-R", Some(&lab.ok("-S")));
     assert_eq!(other.ok("-Ln"), FIXTURE_LISTING);
 }
 
@@ -162,7 +97,7 @@ ipvsadm -A -t 10.11.0.101:8080 -s mh -b flag-1,flag-2   # maglev
 -a -u 10.11.0.100:domain -r 10.12.0.11:domain -g -w 1
 --set 3600 0 60
 ";
-    lab.ok_in("-R", rules);
+    lab.ok_in("-R", Some(rules));
     assert_eq!(
         lab.ok("-S"),
         "\
@@ -200,12 +135,13 @@ UDP  10.11.0.100:53 rr
 #[test]
 fn a_bad_rules_file_applies_nothing_and_names_the_line() {
     let lab = Lab::new();
-    lab.ok_in("-R", &fixture());
+    lab.ok_in("-R", Some(&fixture()));
     let before = lab.ok("-Ln");
     let timeouts = lab.ok("-L --timeout");
 
     // Refused by the director at the fourth op: line 5 of the file.
-    let e = lab.restore_fails(
+    let e = restore_fails(
+        &lab,
         "\
 --set 10 10 10
 -A -t 10.11.0.200:80 -s rr
@@ -220,31 +156,35 @@ fn a_bad_rules_file_applies_nothing_and_names_the_line() {
          nothing was applied\n"
     );
     // A duplicate of a service already in the table.
-    let e = lab.restore_fails("-A -t 10.11.0.100:80 -s rr\n");
+    let e = restore_fails(&lab, "-A -t 10.11.0.100:80 -s rr\n");
     assert!(
         e.starts_with("dirctl: line 1 (-A -t 10.11.0.100:80 -s rr): Service already exists"),
         "{e}"
     );
     // DR cannot map ports: the director's sentence, at its line.
-    let e = lab
-        .restore_fails("-A -t 10.11.0.200:80 -s rr\n-a -t 10.11.0.200:80 -r 10.12.0.51:8080 -g\n");
+    let e = restore_fails(
+        &lab,
+        "-A -t 10.11.0.200:80 -s rr\n-a -t 10.11.0.200:80 -r 10.12.0.51:8080 -g\n",
+    );
     assert!(
         e.starts_with("dirctl: line 2 (") && e.contains("NAT"),
         "{e}"
     );
     // Refused by the parser before anything is sent.
-    let e = lab
-        .restore_fails("-A -t 10.11.0.200:80 -s rr\n-a -t 10.11.0.200:80 -r 10.12.0.51 -w heavy\n");
+    let e = restore_fails(
+        &lab,
+        "-A -t 10.11.0.200:80 -s rr\n-a -t 10.11.0.200:80 -r 10.12.0.51 -w heavy\n",
+    );
     assert!(
         e.starts_with("dirctl: line 2: ") && e.contains("weight"),
         "{e}"
     );
-    let e = lab.restore_fails("-A -f 7 -s rr\n");
+    let e = restore_fails(&lab, "-A -f 7 -s rr\n");
     assert!(
         e.starts_with("dirctl: line 1: ") && e.contains("firewall-mark"),
         "{e}"
     );
-    let e = lab.restore_fails("-A -t lb.example.com:http -s rr\n");
+    let e = restore_fails(&lab, "-A -t lb.example.com:http -s rr\n");
     assert!(e.contains("line 1") && e.contains("lb.example.com"), "{e}");
 
     assert_eq!(lab.ok("-Ln"), before, "nothing half applied");
@@ -374,7 +314,7 @@ fn rates_from_the_estimator_list_as_ipvsadm_rate() {
     let lab = Lab::new();
     lab.ok_in(
         "-R",
-        "-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.21:80 -g -w 1\n",
+        Some("-A -t 192.0.2.10:80 -s rr\n-a -t 192.0.2.10:80 -r 10.0.0.21:80 -g -w 1\n"),
     );
     let srv = lab.srv();
     srv.state.dp.set_active(true);

@@ -11,11 +11,11 @@
 mod api_util;
 
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_util::{Feeder, Served, tcp};
+use api_util::{DirctlLab, Feeder, Served, ep, key, tcp};
 use director::conn::{ConnKey, ConnRecord, ConnState, RecordFlags, TcpState};
 use director::{ForwardMethod, Protocol, TcpFlags};
 use lb_proto::common as pb;
@@ -26,23 +26,6 @@ use tonic::transport::Channel;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
-}
-
-fn ep(s: &str) -> Option<pb::Endpoint> {
-    let a = sa(s);
-    Some(pb::Endpoint {
-        ip: a.ip().to_string(),
-        port: u32::from(a.port()),
-    })
-}
-
-fn key(proto: pb::Protocol, vip: &str) -> Option<pb::ServiceKey> {
-    Some(pb::ServiceKey {
-        protocol: proto as i32,
-        vip: ep(vip),
-        fwmark: 0,
-        family: 0,
-    })
 }
 
 fn rs(addr: &str, weight: u32) -> pb::RealServerSpec {
@@ -464,50 +447,14 @@ async fn watch_streams_numbered_snapshots_and_stops_when_the_client_leaves() {
     srv.stop().await;
 }
 
-/// A served state on a runtime of its own, so the test can block on the
-/// binary.
-struct Lab {
-    rt: tokio::runtime::Runtime,
-    srv: Option<Served>,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let srv = rt.block_on(async {
-            let srv = Served::start(Vec::new()).await;
-            configure(&mut srv.client().await).await;
-            srv
-        });
+/// A director configured by `configure`, active, for the dirctl tests.
+fn lab() -> DirctlLab {
+    DirctlLab::start(async {
+        let srv = Served::start(Vec::new()).await;
+        configure(&mut srv.client().await).await;
         srv.state.dp.set_active(true);
-        Lab { rt, srv: Some(srv) }
-    }
-
-    fn srv(&self) -> &Served {
-        self.srv.as_ref().unwrap()
-    }
-
-    fn run(&self, line: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dirctl"))
-            .args(line.split_whitespace())
-            .arg("--server")
-            .arg(self.srv().addr.to_string())
-            .env_remove("DIRCTL_SERVER")
-            .output()
-            .expect("run dirctl")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(srv) = self.srv.take() {
-            self.rt.block_on(srv.stop());
-        }
-    }
+        srv
+    })
 }
 
 fn stdout(o: &Output) -> String {
@@ -516,7 +463,7 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn dirctl_which_prints_the_answer_and_exits_by_it() {
-    let lab = Lab::new();
+    let lab = lab();
     let mut f = Feeder::new(&lab.srv().state);
     let carol = "203.0.113.7:40001";
     f.feed(lab.srv().now(), tcp(sa(carol), sa(STICKY), TcpFlags::SYN));
@@ -597,7 +544,7 @@ fn dirctl_which_prints_the_answer_and_exits_by_it() {
 
 #[test]
 fn dirctl_watch_prints_one_block_per_snapshot_when_not_a_terminal() {
-    let lab = Lab::new();
+    let lab = lab();
     let out = lab.run("watch --interval 100 --count 2");
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);

@@ -151,3 +151,124 @@ pub fn udp(client: SocketAddr, vip: SocketAddr, payload: &[u8]) -> Vec<u8> {
     b.write(&mut out, payload).unwrap();
     out
 }
+
+/// A wire endpoint from "ip:port".
+pub fn ep(s: &str) -> Option<lb_proto::common::Endpoint> {
+    let a: SocketAddr = s.parse().unwrap();
+    Some(lb_proto::common::Endpoint {
+        ip: a.ip().to_string(),
+        port: u32::from(a.port()),
+    })
+}
+
+/// A wire service key.
+pub fn key(proto: lb_proto::common::Protocol, vip: &str) -> Option<lb_proto::common::ServiceKey> {
+    Some(lb_proto::common::ServiceKey {
+        protocol: proto as i32,
+        vip: ep(vip),
+        fwmark: 0,
+        family: 0,
+    })
+}
+
+/// A served state on a runtime of its own, so that a test can block on
+/// the real `dirctl` binary run against it.
+pub struct DirctlLab {
+    /// The runtime the server runs on.
+    pub rt: tokio::runtime::Runtime,
+    srv: Option<Served>,
+}
+
+impl DirctlLab {
+    /// An empty director.
+    pub fn new() -> DirctlLab {
+        DirctlLab::start(Served::start(Vec::new()))
+    }
+
+    /// The director `served` makes (start it, configure it).
+    pub fn start(served: impl std::future::Future<Output = Served>) -> DirctlLab {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let srv = rt.block_on(served);
+        DirctlLab { rt, srv: Some(srv) }
+    }
+
+    /// The server.
+    pub fn srv(&self) -> &Served {
+        self.srv.as_ref().unwrap()
+    }
+
+    /// Run `dirctl <line> --server ADDR`, with `stdin` if given.
+    pub fn run_in(&self, line: &str, stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dirctl"))
+            .args(line.split_whitespace())
+            .arg("--server")
+            .arg(self.srv().addr.to_string())
+            .env_remove("DIRCTL_SERVER")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run dirctl");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run `dirctl <line> --server ADDR`.
+    pub fn run(&self, line: &str) -> std::process::Output {
+        self.run_in(line, None)
+    }
+
+    /// Run and expect success; returns stdout.
+    pub fn ok(&self, line: &str) -> String {
+        self.ok_in(line, None)
+    }
+
+    /// Run with `stdin` and expect success; returns stdout.
+    pub fn ok_in(&self, line: &str, stdin: Option<&str>) -> String {
+        let out = self.run_in(line, stdin);
+        assert!(
+            out.status.success(),
+            "dirctl {line}: {:?}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run and expect failure with exit `code`; returns stderr.
+    pub fn fails(&self, line: &str, code: i32) -> String {
+        let out = self.run(line);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "dirctl {line}: stdout {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+impl Drop for DirctlLab {
+    fn drop(&mut self) {
+        if let Some(srv) = self.srv.take() {
+            self.rt.block_on(srv.stop());
+        }
+    }
+}
