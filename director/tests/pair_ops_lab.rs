@@ -121,6 +121,11 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
         p.vrrp_state(&a)? == "MASTER",
         "a refused failover changes nothing"
     );
+    let (ok, out) = dirctl_any(&p, &a, &["failover", "--max-wait", "86400000"])?;
+    ensure!(
+        !ok && out.contains("max_wait_ms 86400000 is out of range"),
+        "an absurd wait is refused:\n{out}"
+    );
     let (ok, out) = dirctl_any(&p, &a, &["failover", "--instance", "VI_9"])?;
     ensure!(
         !ok && out.contains("no VRRP instance named \"VI_9\"") && out.contains("VI_1"),

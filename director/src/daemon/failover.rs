@@ -29,6 +29,8 @@ use super::vrrp_side::VrrpSide;
 
 /// Default bound on waiting for the peer's lag to reach zero.
 const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(5000);
+/// Longest wait or hold a request may ask for, ms.
+const MAX_BOUND_MS: u32 = 600_000;
 /// How often the takeover is checked.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -147,6 +149,17 @@ pub(super) async fn run(
             "a failover is already in progress on this director",
         ));
     };
+    for (what, v) in [
+        ("max_wait_ms", req.max_wait_ms),
+        ("hold_ms", req.hold_ms),
+        ("takeover_timeout_ms", req.takeover_timeout_ms),
+    ] {
+        if v > MAX_BOUND_MS {
+            return Err(Status::invalid_argument(format!(
+                "{what} {v} is out of range 0..={MAX_BOUND_MS} (10 minutes)"
+            )));
+        }
+    }
     let instances = selected(p, &req.instance)?;
     let max_wait = match req.max_wait_ms {
         0 => DEFAULT_MAX_WAIT,
