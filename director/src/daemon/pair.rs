@@ -14,6 +14,10 @@
 //! - While subscribed, every master heartbeat on the sync stream restarts
 //!   VRRP's Master_Down timer: the sync link is a second heartbeat path,
 //!   so losing the VRRP path alone does not make two masters.
+//! - An abrupt end of the stream (a killed master's kernel closes it at
+//!   once) makes VRRP suspect the master: it takes over one advert
+//!   interval + skew later unless an advert comes, instead of three
+//!   intervals (see [`suspect_on_loss`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -103,6 +107,9 @@ impl Pair {
             Some(cfg) => Some(start_sync(cfg, instances, state, hook, clock).await?),
         };
         let (vrrp, events) = VrrpSide::start(instances).await?;
+        if let Some(sub) = sync.as_ref().and_then(|s| s.subscriber.as_ref()) {
+            suspect_on_loss(sub, vrrp.handle());
+        }
         if sync.is_some() {
             // Hold until synced (see the module comment).
             vrrp.handle()
@@ -154,7 +161,9 @@ impl Pair {
             } else {
                 s.server.set_serving(false);
                 if s.subscriber.is_none() {
-                    s.subscriber = Some(subscribe(s));
+                    let sub = subscribe(s);
+                    suspect_on_loss(&sub, self.vrrp.handle());
+                    s.subscriber = Some(sub);
                 }
             }
         }
@@ -175,8 +184,12 @@ impl Pair {
                 tracing::info!("sync: caught up with the master; preemption allowed again");
                 let _ = self.vrrp.handle().release(None).await;
             }
+            // A heartbeat from before the stream was lost proves nothing
+            // now, and passing it on would undo the suspicion.
+            let lost_at = sub.stream_losses().borrow().last_at;
             if let Some(hb) = sub.last_master_heartbeat()
                 && s.last_beat != Some(hb.at)
+                && lost_at.is_none_or(|l| hb.at > l)
             {
                 s.last_beat = Some(hb.at);
                 self.vrrp.handle().peer_alive().await;
@@ -271,6 +284,22 @@ async fn start_sync(
     Ok(rt)
 }
 
+/// Passes abrupt ends of `sub`'s stream to VRRP as suspicion that the
+/// master died ([`vrrp::Handle::peer_suspect`]); a live master's next
+/// advert cancels it, so a cut sync link alone changes nothing. The task
+/// ends with the subscriber.
+fn suspect_on_loss(sub: &Subscriber, vrrp: &vrrp::Handle) {
+    let mut losses = sub.stream_losses();
+    let vrrp = vrrp.clone();
+    tokio::spawn(async move {
+        while losses.changed().await.is_ok() {
+            let reason = losses.borrow_and_update().last_reason.clone();
+            tracing::info!("sync: stream to the master lost ({reason}); VRRP suspects the master");
+            vrrp.peer_suspect().await;
+        }
+    });
+}
+
 fn subscribe(s: &SyncRuntime) -> Subscriber {
     let mut cfg = SubscriberConfig::new(s.cfg.peer.to_string());
     cfg.tls = s.tls.clone();
@@ -288,7 +317,9 @@ impl PairView for PairStatus {
         let peer = self.peer.clone().unwrap_or_default();
         let m = server.status();
         if m.serving {
-            let sub = m.subscribers.first();
+            // If an old stream of the peer is still listed beside a new
+            // one (not yet closed), the newest is the live one.
+            let sub = m.subscribers.iter().max_by_key(|s| s.connected_since);
             return Some(ctl::SyncStatus {
                 role: ctl::SyncRole::Master as i32,
                 protocol_version: sub.map_or(0, |s| s.protocol_version),
