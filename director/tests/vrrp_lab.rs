@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab_tests::pair::VIP;
+use lab_tests::pair::{VIP, garps_from, takeover_on_the_wire};
 use lab_tests::{Bins, PairLab, VrrpOptions};
 
 fn bins() -> Bins {
@@ -27,40 +27,6 @@ fn bins() -> Bins {
 /// Generous bound for an election or a takeover at 0.1 s adverts (the
 /// RFC figure is 0.3 s + skew; the machine is shared and noisy).
 const ELECTION: Duration = Duration::from_secs(5);
-
-/// Gratuitous ARP lines for the VIP sent from `mac` in a tcpdump decode
-/// (`-e -nn`): "who-has VIP tell VIP" from that source MAC.
-fn garps_from(decoded: &str, mac: &str) -> usize {
-    let (who, tell) = (format!("who-has {VIP} "), format!("tell {VIP},"));
-    decoded
-        .lines()
-        .filter(|l| l.contains(&format!("{mac} > ")) && l.contains(&who) && l.contains(&tell))
-        .count()
-}
-
-/// Seconds of a tcpdump time of day (`HH:MM:SS.ffffff`).
-fn time_of(line: &str) -> Option<f64> {
-    let t = line.split_whitespace().next()?;
-    let mut parts = t.split(':');
-    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
-}
-
-/// Seconds from the dead master's last VRRP advert (`from_ip`) to the new
-/// master's first gratuitous ARP (`new_mac`) in a decode.
-fn takeover_on_the_wire(decoded: &str, from_ip: &str, new_mac: &str) -> Option<f64> {
-    let last_advert = decoded
-        .lines()
-        .filter(|l| l.contains(&format!("{from_ip} > 224.0.0.18")))
-        .filter_map(time_of)
-        .next_back()?;
-    let first_garp = decoded
-        .lines()
-        .filter(|l| garps_from(l, new_mac) == 1)
-        .filter_map(time_of)
-        .next()?;
-    Some(first_garp - last_advert)
-}
 
 #[test]
 fn kill_9_the_master_and_the_backup_takes_the_vip() -> Result<()> {
