@@ -49,7 +49,9 @@ const ELECTION: Duration = Duration::from_secs(5);
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
 fn one_lab() -> std::sync::MutexGuard<'static, ()> {
-    ONE_LAB.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    ONE_LAB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The flow generator, built beside directord by the workspace build.
@@ -251,10 +253,7 @@ fn failover_and_failback(mode: Mode, name: &str) -> Result<()> {
         std::thread::sleep(Duration::from_secs(3));
         // Failback: the old master returns with the higher priority; it
         // holds off until it has the table, then preempts.
-        let a2 = p.start(
-            0,
-            &p.config(0, 150, &vrrp_opts(), &p.sync_table(0, true)),
-        )?;
+        let a2 = p.start(0, &p.config(0, 150, &vrrp_opts(), &p.sync_table(0, true)))?;
         p.wait_state(&a2, "MASTER", Duration::from_secs(8))
             .context("the returning master preempts once synced")?;
         let s = finish(client, Duration::from_secs(30))?;
@@ -419,7 +418,10 @@ fn a_cut_sync_link_makes_no_second_master_and_the_backup_catches_up() -> Result<
         "the backup to notice the cut",
         ELECTION,
         Duration::from_millis(100),
-        || Ok(p.status_line(&b, "sync:")?.contains("subscriber disconnected")),
+        || {
+            Ok(p.status_line(&b, "sync:")?
+                .contains("subscriber disconnected"))
+        },
     )?;
     let noticed = cut.elapsed();
     wait_until(

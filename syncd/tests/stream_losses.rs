@@ -85,9 +85,7 @@ async fn a_closed_stream_is_a_loss_a_step_down_is_not() {
     let master = listener.local_addr().unwrap();
     let serving = server.clone();
     let serve = tokio::spawn(async move {
-        let _ = serving
-            .serve(listener, None, std::future::pending())
-            .await;
+        let _ = serving.serve(listener, None, std::future::pending()).await;
     });
     let relay = Relay::start(master).await;
     let sub_cfg = SubscriberConfig {

@@ -857,7 +857,11 @@ fn peer_suspect_then_silence_takes_over_after_one_interval_and_skew() {
     );
     let (_, _, _, reason) = sim.transitions_of(B).pop().unwrap();
     assert_eq!(reason, Reason::MasterSuspectedDown);
-    assert!(reason.to_string().starts_with("sync stream to the master lost"));
+    assert!(
+        reason
+            .to_string()
+            .starts_with("sync stream to the master lost")
+    );
 }
 
 #[test]
@@ -912,7 +916,11 @@ fn peer_suspect_on_a_master_has_no_effect() {
             && a_sends.last().is_some_and(|t| *t > ms(2900)),
         "RFC 5798 6.4.3: the master goes on advertising every Advertisement_Interval"
     );
-    assert_eq!(sim.transitions_of(A).len(), 2, "no transition from suspicion");
+    assert_eq!(
+        sim.transitions_of(A).len(),
+        2,
+        "no transition from suspicion"
+    );
 }
 
 #[test]
