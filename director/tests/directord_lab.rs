@@ -11,19 +11,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use lab_tests::{Bins, Directord, Host, HttpServer, Iface, Lab, NginxOptions, UdpAsk};
+use lab_tests::{Directord, Host, HttpServer, Iface, Lab, NginxOptions, UdpAsk};
 
 const DIRECTORD: &str = env!("CARGO_BIN_EXE_directord");
 const DIRCTL: &str = env!("CARGO_BIN_EXE_dirctl");
 
 /// The binaries under test.
-fn bins() -> Bins {
-    Bins {
-        directord: DIRECTORD.into(),
-        dirctl: DIRCTL.into(),
-    }
-}
-
 /// Turn off the offloads that make veth hand over merged frames, on every
 /// interface given (both ends of the path must do it).
 fn no_offloads(lab: &Lab, ifaces: &[&Iface]) -> Result<()> {
@@ -120,7 +113,7 @@ fn dr_lab(name: &str, config: &str, big_mib: u32) -> Result<Option<ModeLab>> {
         std::mem::forget(lab.udp_echo(&h, SocketAddrV4::new(vip, 53), &format!("rs{n}"))?);
     }
     no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
-    let director = Directord::start(&lab, &dir, &bins(), config)?;
+    let director = Directord::start(&lab, &dir, &lab_tests::bins!(), config)?;
     Ok(Some(ModeLab {
         lab,
         client,
@@ -192,7 +185,7 @@ fn tun_lab(name: &str) -> Result<Option<ModeLab>> {
     let director = Directord::start(
         &lab,
         &dir,
-        &bins(),
+        &lab_tests::bins!(),
         r#"
 [node]
 name = "tun-lab"
@@ -272,7 +265,7 @@ fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
     let director = Directord::start(
         &lab,
         &dir,
-        &bins(),
+        &lab_tests::bins!(),
         r#"
 [node]
 name = "nat-lab"

@@ -23,20 +23,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use lab_tests::{Bins, Directord, Host, HttpServer, Lab, NginxOptions, sha256_file};
-
-const DIRECTORD: &str = env!("CARGO_BIN_EXE_directord");
-const DIRCTL: &str = env!("CARGO_BIN_EXE_dirctl");
+use lab_tests::{Directord, Host, HttpServer, Lab, NginxOptions, sha256_file};
 
 /// How long any state change may take here (checks every 300 ms, fall 2).
 const SETTLE: Duration = Duration::from_secs(10);
-
-fn bins() -> Bins {
-    Bins {
-        directord: DIRECTORD.into(),
-        dirctl: DIRCTL.into(),
-    }
-}
 
 /// A DR lab: client, director, real servers `rs1..=rsN` (and a sorry
 /// server `sorry` at .19), nginx on each, all on 10.24.0.0/24 with the
@@ -86,7 +76,7 @@ fn lab(
     for i in &ifaces {
         lab.disable_offloads(i)?;
     }
-    let director = Directord::start(&lab, &dir, &bins(), config)?;
+    let director = Directord::start(&lab, &dir, &lab_tests::bins!(), config)?;
     Ok(Some(HealthLab {
         lab,
         client,

@@ -23,14 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use lab_tests::flows::Flows;
 use lab_tests::pair::VIP;
-use lab_tests::{Bins, Directord, PairLab, VrrpOptions};
-
-fn bins() -> Bins {
-    Bins {
-        directord: env!("CARGO_BIN_EXE_directord").into(),
-        dirctl: env!("CARGO_BIN_EXE_dirctl").into(),
-    }
-}
+use lab_tests::{Directord, PairLab, VrrpOptions};
 
 const ELECTION: Duration = Duration::from_secs(5);
 
@@ -103,7 +96,7 @@ fn wait_for(what: &str, within: Duration, f: impl FnMut() -> Result<bool>) -> Re
 
 #[test]
 fn manual_failover_status_and_replicated_rules() -> Result<()> {
-    let Some(p) = PairLab::dr("opsfo", bins(), 0)? else {
+    let Some(p) = PairLab::dr("opsfo", lab_tests::bins!(), 0)? else {
         return Ok(());
     };
     let opts = VrrpOptions::default();

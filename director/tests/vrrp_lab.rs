@@ -14,57 +14,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lab_tests::pair::VIP;
-use lab_tests::{Bins, PairLab, VrrpOptions};
-
-fn bins() -> Bins {
-    Bins {
-        directord: env!("CARGO_BIN_EXE_directord").into(),
-        dirctl: env!("CARGO_BIN_EXE_dirctl").into(),
-    }
-}
+use lab_tests::pair::{VIP, garps_from, takeover_on_the_wire};
+use lab_tests::{PairLab, VrrpOptions};
 
 /// Generous bound for an election or a takeover at 0.1 s adverts (the
 /// RFC figure is 0.3 s + skew; the machine is shared and noisy).
 const ELECTION: Duration = Duration::from_secs(5);
 
-/// Gratuitous ARP lines for the VIP sent from `mac` in a tcpdump decode
-/// (`-e -nn`): "who-has VIP tell VIP" from that source MAC.
-fn garps_from(decoded: &str, mac: &str) -> usize {
-    let (who, tell) = (format!("who-has {VIP} "), format!("tell {VIP},"));
-    decoded
-        .lines()
-        .filter(|l| l.contains(&format!("{mac} > ")) && l.contains(&who) && l.contains(&tell))
-        .count()
-}
-
-/// Seconds of a tcpdump time of day (`HH:MM:SS.ffffff`).
-fn time_of(line: &str) -> Option<f64> {
-    let t = line.split_whitespace().next()?;
-    let mut parts = t.split(':');
-    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
-}
-
-/// Seconds from the dead master's last VRRP advert (`from_ip`) to the new
-/// master's first gratuitous ARP (`new_mac`) in a decode.
-fn takeover_on_the_wire(decoded: &str, from_ip: &str, new_mac: &str) -> Option<f64> {
-    let last_advert = decoded
-        .lines()
-        .filter(|l| l.contains(&format!("{from_ip} > 224.0.0.18")))
-        .filter_map(time_of)
-        .next_back()?;
-    let first_garp = decoded
-        .lines()
-        .filter(|l| garps_from(l, new_mac) == 1)
-        .filter_map(time_of)
-        .next()?;
-    Some(first_garp - last_advert)
-}
-
 #[test]
 fn kill_9_the_master_and_the_backup_takes_the_vip() -> Result<()> {
-    let Some(p) = PairLab::dr("vrrpfo", bins(), 0)? else {
+    let Some(p) = PairLab::dr("vrrpfo", lab_tests::bins!(), 0)? else {
         return Ok(());
     };
     let opts = VrrpOptions::default();
@@ -152,7 +111,7 @@ fn kill_9_the_master_and_the_backup_takes_the_vip() -> Result<()> {
 
 #[test]
 fn nopreempt_keeps_the_new_master_and_a_clean_stop_hands_over_at_once() -> Result<()> {
-    let Some(p) = PairLab::dr("vrrpnp", bins(), 0)? else {
+    let Some(p) = PairLab::dr("vrrpnp", lab_tests::bins!(), 0)? else {
         return Ok(());
     };
     let opts = VrrpOptions {
@@ -208,7 +167,7 @@ fn keepalived_as_the_peer_sees_a_normal_vrrp_router() -> Result<()> {
         println!("skipped: keepalived is not installed (deploy/setup.sh installs it)");
         return Ok(());
     }
-    let Some(p) = PairLab::dr("vrrpka", bins(), 0)? else {
+    let Some(p) = PairLab::dr("vrrpka", lab_tests::bins!(), 0)? else {
         return Ok(());
     };
     let opts = VrrpOptions::default();

@@ -16,7 +16,7 @@ use std::time::Duration;
 use lb_proto::sync::SubscriberMessage;
 use lb_proto::sync::conn_sync_client::ConnSyncClient;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ use tonic::transport::Endpoint;
 
 use crate::clock::{instant_at, now_us};
 use crate::config::{NodeInfo, SubscriberConfig};
-use crate::status::{MasterHeartbeat, SubscriberStatus};
+use crate::status::{MasterHeartbeat, StreamLosses, SubscriberStatus};
 use crate::subscriber::{CoreConfig, SubscriberCore, SubscriberEvent};
 use crate::traits::ConnSink;
 
@@ -42,6 +42,7 @@ struct Shared {
     core: Mutex<SubscriberCore>,
     sink: Arc<dyn ConnSink>,
     heartbeat: Mutex<Option<MasterHeartbeat>>,
+    losses: watch::Sender<StreamLosses>,
 }
 
 /// Asks the subscriber's master for a handover; see
@@ -114,6 +115,7 @@ impl Subscriber {
             core: Mutex::new(core),
             sink,
             heartbeat: Mutex::new(None),
+            losses: watch::Sender::new(StreamLosses::default()),
         });
         let cancel = CancellationToken::new();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -135,6 +137,14 @@ impl Subscriber {
     /// feeds it to VRRP as a second heartbeat path).
     pub fn last_master_heartbeat(&self) -> Option<MasterHeartbeat> {
         lock(&self.shared.heartbeat).clone()
+    }
+
+    /// Abrupt ends of established streams ([`StreamLosses`]), as they
+    /// happen: the receiver sees a change within the task's next poll of
+    /// the socket, so a killed master is noticed in about a millisecond.
+    /// The channel closes when the subscriber has stopped.
+    pub fn stream_losses(&self) -> watch::Receiver<StreamLosses> {
+        self.shared.losses.subscribe()
     }
 
     /// Backup-initiated failover: asks the master to hand over to this
@@ -183,10 +193,23 @@ async fn run(
 ) {
     let mut backoff = cfg.backoff_min;
     loop {
-        let (established, error) = tokio::select! {
-            _ = cancel.cancelled() => (false, None),
+        let Ended {
+            established,
+            error,
+            abrupt,
+        } = tokio::select! {
+            _ = cancel.cancelled() => Ended::quiet(false, None),
             r = stream(&shared, &cfg, &mut cmds) => r,
         };
+        if established && abrupt && !cancel.is_cancelled() {
+            let at = tokio::time::Instant::now().into_std();
+            let reason = error.clone().unwrap_or_default();
+            shared.losses.send_modify(|l| {
+                l.count += 1;
+                l.last_at = Some(at);
+                l.last_reason = reason;
+            });
+        }
         lock(&shared.core).closed(&*shared.sink, error, now_us());
         if cancel.is_cancelled() {
             return;
@@ -225,12 +248,42 @@ fn host_of(uri: &str) -> String {
         .to_owned()
 }
 
-/// One connection: returns whether it got established, and why it ended.
+/// How one connection ended.
+#[derive(Debug)]
+struct Ended {
+    /// It got established (Welcome received).
+    established: bool,
+    /// Why it ended; `None` when we stopped it.
+    error: Option<String>,
+    /// The master's side closed or reset the connection without a word
+    /// (see [`StreamLosses`]).
+    abrupt: bool,
+}
+
+impl Ended {
+    fn quiet(established: bool, error: Option<String>) -> Ended {
+        Ended {
+            established,
+            error,
+            abrupt: false,
+        }
+    }
+
+    fn abrupt(established: bool, error: String) -> Ended {
+        Ended {
+            established,
+            error: Some(error),
+            abrupt: true,
+        }
+    }
+}
+
+/// One connection: whether it got established, and why it ended.
 async fn stream(
     shared: &Shared,
     cfg: &SubscriberConfig,
     cmds: &mut mpsc::UnboundedReceiver<Cmd>,
-) -> (bool, Option<String>) {
+) -> Ended {
     let uri = uri(cfg);
     let mut ep = match Endpoint::from_shared(uri.clone()) {
         Ok(e) => e
@@ -238,18 +291,21 @@ async fn stream(
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(crate::server::STREAM_WINDOW))
             .initial_connection_window_size(Some(crate::server::CONNECTION_WINDOW)),
-        Err(e) => return (false, Some(format!("bad endpoint {uri:?}: {e}"))),
+        Err(e) => return Ended::quiet(false, Some(format!("bad endpoint {uri:?}: {e}"))),
     };
     if let Some(t) = &cfg.tls {
         let name = cfg.tls_server_name.clone().unwrap_or_else(|| host_of(&uri));
         ep = match ep.tls_config(crate::tls::client_tls(t, &name)) {
             Ok(e) => e,
-            Err(e) => return (false, Some(format!("TLS configuration: {e}"))),
+            Err(e) => return Ended::quiet(false, Some(format!("TLS configuration: {e}"))),
         };
     }
     let channel = match ep.connect().await {
         Ok(c) => c,
-        Err(e) => return (false, Some(format!("connect {uri}: {}", error_chain(&e)))),
+        Err(e) => {
+            let e = format!("connect {uri}: {}", error_chain(&e));
+            return Ended::quiet(false, Some(e));
+        }
     };
     let mut client = ConnSyncClient::new(channel);
     let (out_tx, out_rx) = mpsc::channel::<SubscriberMessage>(64);
@@ -262,8 +318,10 @@ async fn stream(
     .await;
     let mut inbound = match call {
         Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(s)) => return (false, Some(format!("subscribe: {}", status_text(&s)))),
-        Err(_) => return (false, Some("subscribe: no answer".into())),
+        Ok(Err(s)) => {
+            return Ended::quiet(false, Some(format!("subscribe: {}", status_text(&s))));
+        }
+        Err(_) => return Ended::quiet(false, Some("subscribe: no answer".into())),
     };
     let sink = &*shared.sink;
     let beat = Arc::new(Beat::default());
@@ -312,11 +370,13 @@ async fn stream(
                     p.send(next_out.take().expect("checked"));
                     beat.last_sent_us.store(now_us(), Ordering::Relaxed);
                 }
-                Err(_) => return (established, Some("stream closed".into())),
+                Err(_) => return Ended::abrupt(established, "stream closed".into()),
             },
             _ = tokio::time::sleep_until(instant_at(deadline.unwrap_or(u64::MAX / 2))), if deadline.is_some() => {
                 if let Err(e) = lock(&shared.core).handle_timeout(now_us()) {
-                    return (established, Some(e.to_string()));
+                    // Silence is no loss: a cut link is silent too, and
+                    // VRRP's own timer covers a master that went quiet.
+                    return Ended::quiet(established, Some(e.to_string()));
                 }
             }
             m = inbound.message() => match m {
@@ -332,11 +392,17 @@ async fn stream(
                     }
                     drop(core);
                     if let Err(e) = r {
-                        return (established, Some(e.to_string()));
+                        // The master said why (SHUTTING_DOWN, NOT_MASTER)
+                        // or broke the protocol: it is alive.
+                        return Ended::quiet(established, Some(e.to_string()));
                     }
                 }
-                Ok(None) => return (established, Some("the master closed the stream".into())),
-                Err(s) => return (established, Some(format!("stream: {}", status_text(&s)))),
+                Ok(None) => {
+                    return Ended::abrupt(established, "the master closed the stream".into());
+                }
+                Err(s) => {
+                    return Ended::abrupt(established, format!("stream: {}", status_text(&s)));
+                }
             },
             Some(cmd) = cmds.recv() => match cmd {
                 Cmd::Handover { max_wait, force, reason, reply } => {

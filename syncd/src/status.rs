@@ -144,3 +144,19 @@ pub struct MasterHeartbeat {
     /// Master's VRRP instances as it reported them.
     pub instances: Vec<VrrpBeat>,
 }
+
+/// Established streams to the master that ended abruptly: closed or reset
+/// by the master's side without its SHUTTING_DOWN or NOT_MASTER. A killed
+/// master's kernel closes the socket at once, so the pair takes a loss as
+/// a hint that the master died and lets VRRP confirm it (a live master's
+/// next advert cancels the hint). Silence (three heartbeat intervals) is
+/// not a loss: a cut link is silent too.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamLosses {
+    /// Losses since start.
+    pub count: u64,
+    /// When the last one was seen (tokio's clock, as std).
+    pub last_at: Option<Instant>,
+    /// Why the last one ended, as a sentence.
+    pub last_reason: String,
+}

@@ -123,6 +123,18 @@ impl Directord {
     }
 }
 
+/// The project's binaries as the calling integration-test crate knows
+/// them (Cargo's `CARGO_BIN_EXE_*`, read where the macro is used).
+#[macro_export]
+macro_rules! bins {
+    () => {
+        $crate::Bins {
+            directord: env!("CARGO_BIN_EXE_directord").into(),
+            dirctl: env!("CARGO_BIN_EXE_dirctl").into(),
+        }
+    };
+}
+
 /// Where the project's binaries are.
 #[derive(Debug, Clone)]
 pub struct Bins {

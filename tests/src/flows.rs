@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::pair::{PairLab, VIP};
+use crate::pair::PairLab;
 use crate::process::LabChild;
 
 /// Summary figures of a lab-flows run.
@@ -63,7 +63,7 @@ pub struct Flows {
 }
 
 impl Flows {
-    /// Start `conns` keep-alive flows to the VIP:80 from the client, a
+    /// Start `conns` keep-alive flows to the pair's service from the client, a
     /// request every `interval_ms` each, for `secs` seconds. lab-flows is
     /// found beside directord (the workspace build puts it there).
     pub fn start(p: &PairLab, conns: u32, interval_ms: u32, secs: u32) -> Result<Flows> {
@@ -79,7 +79,7 @@ impl Flows {
             &[
                 &bin,
                 "--target",
-                &format!("{VIP}:80"),
+                &p.target().to_string(),
                 "--conns",
                 &conns.to_string(),
                 "--interval-ms",
@@ -99,6 +99,32 @@ impl Flows {
             "lab-flows did not finish within {within:?}"
         );
         FlowSummary::parse(&self.child.stdout_text())
+    }
+}
+
+impl FlowSummary {
+    /// Zero broken, zero moved, all `conns` there.
+    pub fn all_carried_on(&self, conns: usize) -> Result<()> {
+        ensure!(self.conns == conns, "{}", self.text);
+        ensure!(
+            self.broken == 0,
+            "every flow carries on across the role changes:\n{}",
+            self.text
+        );
+        ensure!(
+            self.moved == 0,
+            "no flow changes real server:\n{}",
+            self.text
+        );
+        Ok(())
+    }
+
+    /// The gap figures, for a report line.
+    pub fn gaps(&self) -> String {
+        format!(
+            "longest gap per flow p50 {} / p99 {} / max {} ms",
+            self.gap_p50_ms, self.gap_p99_ms, self.gap_max_ms
+        )
     }
 }
 

@@ -305,14 +305,20 @@ impl Lab {
     /// Downloads `url` from `host` to a file and returns its size and
     /// sha256 (the body is not kept in memory).
     pub fn download(&self, host: &Host, url: &str, max_time: Duration) -> Result<Download> {
-        let body_path = self.unique_path("download", ".body");
-        let head_path = body_path.with_extension("head");
         let opts = CurlOptions {
             max_time,
             ..CurlOptions::default()
         };
+        self.download_with(host, url, &opts)
+    }
+
+    /// [`Lab::download`] with more curl options (e.g. `--limit-rate`, so
+    /// that a download spans a failover).
+    pub fn download_with(&self, host: &Host, url: &str, opts: &CurlOptions) -> Result<Download> {
+        let body_path = self.unique_path("download", ".body");
+        let head_path = body_path.with_extension("head");
         let result = self
-            .run_curl(host, url, &opts, &body_path, &head_path)
+            .run_curl(host, url, opts, &body_path, &head_path)
             .and_then(|meta| {
                 Ok(Download {
                     status: meta.status,

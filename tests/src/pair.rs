@@ -1,12 +1,19 @@
 //! A director pair in the lab: a client, two directors and two real
-//! servers running nginx on one segment (LVS-DR), with VRRP between the
-//! directors. Used by the failover tests, the sync tests and the demo, so
-//! there is one place that knows the topology and writes the configs.
+//! servers running nginx, with VRRP between the directors, in one of the
+//! three LVS modes. Used by the failover tests, the sync tests and the
+//! demo, so there is one place that knows the topology and writes the
+//! configs.
 //!
 //! ```text
-//!   client .10 ── lan 10.41.0.0/24 ── director-a .2, director-b .3
-//!                                 └── rs1 .11, rs2 .12 (VIP .100 on lo, nginx)
-//!   director-a .2 ── sync 10.42.0.0/24 ── director-b .3   (the HA link)
+//! every mode:
+//!   client .10 ── lan 10.41.0.0/24 ── director-a .2, director-b .3   (VIP .100)
+//!   director-a .2 ── ha 10.42.0.0/24 ── director-b .3   (the HA link: sync)
+//! DR:  rs1 .11, rs2 .12 on the lan (VIP on lo)
+//! TUN: router lan .1 ── back 10.43.0.0/24 ── rs1 .11, rs2 .12 (default via
+//!      .1; VIP on the tunnel device, userspace IPIP decap)
+//! NAT: director-a .2, director-b .3 ── inside 10.44.0.0/24 ── rs1 .11,
+//!      rs2 .12 (default via the inside gateway VIP .1, which moves with
+//!      the outside VIP in the one VRRP instance); VIP port 8099 → 80
 //! ```
 //!
 //! The sync stream runs on its own link, as operators cable a pair, so a
@@ -21,11 +28,38 @@ use crate::cmd::wait_until;
 use crate::directord::{Bins, Directord};
 use crate::http::{HttpServer, NginxOptions};
 use crate::lab::{Host, Iface, Lab};
+use crate::process::LabChild;
 
 /// The pair's VIP.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 41, 0, 100);
 /// The VRRP virtual router id.
 pub const VRID: u8 = 41;
+/// NAT: the real servers' default gateway, a VIP of the pair.
+pub const INSIDE_VIP: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
+/// NAT: the virtual port (mapped to the real servers' 80).
+pub const NAT_PORT: u16 = 8099;
+
+/// The forwarding method of the pair's service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Direct routing: real servers on the lan.
+    Dr,
+    /// IPIP tunnelling to real servers behind a router.
+    Tun,
+    /// Masquerading, two NICs per director.
+    Nat,
+}
+
+impl Mode {
+    /// `dr`, `tun`, `nat` (the config's method names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+            Mode::Nat => "nat",
+        }
+    }
+}
 
 /// One director of the pair, as configured.
 #[derive(Debug, Clone)]
@@ -38,6 +72,8 @@ pub struct Node {
     pub iface: Iface,
     /// Its interface on the sync link.
     pub sync_iface: Iface,
+    /// NAT: its interface on the inside segment.
+    pub inside_iface: Option<Iface>,
 }
 
 /// VRRP settings written into both directors' configs.
@@ -66,6 +102,8 @@ impl Default for VrrpOptions {
 pub struct PairLab {
     /// The lab (dropping it removes everything).
     pub lab: Lab,
+    /// The forwarding method.
+    pub mode: Mode,
     /// The client.
     pub client: Host,
     /// Its interface.
@@ -76,12 +114,20 @@ pub struct PairLab {
     pub servers: Vec<HttpServer>,
     /// The binaries.
     pub bins: Bins,
+    /// TUN: the real servers' decapsulators, kept to be stopped with the
+    /// lab.
+    _decap: Vec<LabChild>,
 }
 
 impl PairLab {
     /// Build the DR pair lab (no directors running yet), or `None` when
     /// labs are skipped. `big_mib` sizes each server's /big.bin.
     pub fn dr(name: &str, bins: Bins, big_mib: u32) -> Result<Option<PairLab>> {
+        PairLab::new(name, Mode::Dr, bins, big_mib)
+    }
+
+    /// [`PairLab::dr`] for `mode` (see the module's drawing).
+    pub fn new(name: &str, mode: Mode, bins: Bins, big_mib: u32) -> Result<Option<PairLab>> {
         let Some(lab) = Lab::new_or_skip(name)? else {
             return Ok(None);
         };
@@ -90,24 +136,55 @@ impl PairLab {
         let client = lab.host("client")?;
         let client_iface = lab.link(&client, &lan, "10.41.0.10/24")?;
         let mut ifaces = vec![client_iface.clone()];
+        // Where the real servers live, and their default route.
+        let (rs_net, rs_gateway) = match mode {
+            Mode::Dr => (lan.clone(), None),
+            Mode::Tun => {
+                let back = lab.segment("back", "10.43.0.0/24")?;
+                let router = lab.host("router")?;
+                ifaces.push(lab.link(&router, &lan, "10.41.0.1/24")?);
+                ifaces.push(lab.link(&router, &back, "10.43.0.1/24")?);
+                lab.enable_forwarding(&router)?;
+                (back, Some("10.43.0.1"))
+            }
+            Mode::Nat => (lab.segment("inside", "10.44.0.0/24")?, Some("10.44.0.1")),
+        };
         let mut nodes = Vec::new();
         for (n, host_name) in [(2u8, "dira"), (3, "dirb")] {
             let host = lab.host(host_name)?;
             let iface = lab.link(&host, &lan, &format!("10.41.0.{n}/24"))?;
             let sync_iface = lab.link(&host, &ha, &format!("10.42.0.{n}/24"))?;
             ifaces.push(iface.clone());
+            let inside_iface = if mode == Mode::Nat {
+                let i = lab.link(&host, &rs_net, &format!("10.44.0.{n}/24"))?;
+                ifaces.push(i.clone());
+                Some(i)
+            } else {
+                None
+            };
             nodes.push(Node {
                 name: format!("director-{}", &host_name[3..]),
                 host,
                 iface,
                 sync_iface,
+                inside_iface,
             });
         }
+        let (net, _) = rs_net.network();
         let mut servers = Vec::new();
+        let mut helpers = Vec::new();
         for n in 1..=2u8 {
             let h = lab.host(&format!("rs{n}"))?;
-            ifaces.push(lab.link(&h, &lan, &format!("10.41.0.1{n}/24"))?);
-            lab.dr_real_server(&h, VIP)?;
+            let addr = Ipv4Addr::from(u32::from(net) + 10 + u32::from(n));
+            ifaces.push(lab.link(&h, &rs_net, &format!("{addr}/24"))?);
+            if let Some(gw) = rs_gateway {
+                lab.route(&h, &format!("default via {gw}"))?;
+            }
+            match mode {
+                Mode::Dr => lab.dr_real_server(&h, VIP)?,
+                Mode::Tun => helpers.push(tun_real_server(&lab, &h, &bins, n)?),
+                Mode::Nat => {}
+            }
             servers.push(lab.nginx_with(
                 &h,
                 SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
@@ -121,37 +198,91 @@ impl PairLab {
         let [a, b]: [Node; 2] = nodes.try_into().expect("two directors");
         Ok(Some(PairLab {
             lab,
+            mode,
             client,
             client_iface,
             nodes: [a, b],
             servers,
             bins,
+            _decap: helpers,
         }))
+    }
+
+    /// Where clients connect: the VIP and the virtual port.
+    pub fn target(&self) -> SocketAddrV4 {
+        let port = if self.mode == Mode::Nat { NAT_PORT } else { 80 };
+        SocketAddrV4::new(VIP, port)
+    }
+
+    /// `http://VIP:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.target())
+    }
+
+    /// The real servers' addresses (rs1, rs2).
+    pub fn real_servers(&self) -> [Ipv4Addr; 2] {
+        let third = match self.mode {
+            Mode::Dr => 41,
+            Mode::Tun => 43,
+            Mode::Nat => 44,
+        };
+        [
+            Ipv4Addr::new(10, third, 0, 11),
+            Ipv4Addr::new(10, third, 0, 12),
+        ]
     }
 
     /// The config of node `i` (0 = a, 1 = b) with this VRRP priority.
     /// `extra` is appended verbatim (e.g. a `[sync]` table).
     pub fn config(&self, i: usize, priority: u8, vrrp: &VrrpOptions, extra: &str) -> String {
         let node = &self.nodes[i];
+        let method = self.mode.name();
+        let [rs1, rs2] = self.real_servers();
+        let target = self.target();
+        let (interfaces, vips) = match (self.mode, &node.inside_iface) {
+            (Mode::Nat, Some(inside)) => (
+                format!(
+                    "[[interface]]\nname = \"{}\"\naddress = \"{}/24\"\n\n\
+                     [[interface]]\nname = \"{}\"\naddress = \"{}/24\"\n\
+                     vips = [\"{INSIDE_VIP}\"]   # the real servers' gateway\n",
+                    node.iface.name(),
+                    node.iface.addr(),
+                    inside.name(),
+                    inside.addr(),
+                ),
+                // Both move together: the gateway must follow the VIP.
+                format!("virtual_ipaddress = [\"{VIP}\", \"{INSIDE_VIP}\"]\n"),
+            ),
+            (mode, _) => (
+                format!(
+                    "[[interface]]\nname = \"{}\"\naddress = \"{}/24\"\n{}",
+                    node.iface.name(),
+                    node.iface.addr(),
+                    if mode == Mode::Tun {
+                        "gateway = \"10.41.0.1\"\n"
+                    } else {
+                        ""
+                    },
+                ),
+                String::new(),
+            ),
+        };
         format!(
             r#"
 [node]
 name = "{name}"
 
-[[interface]]
-name = "{iface}"
-address = "{addr}/24"
-
+{interfaces}
 [[service]]
 protocol = "tcp"
-address = "{VIP}:80"
+address = "{target}"
 scheduler = "rr"
   [[service.real_server]]
-  address = "10.41.0.11:80"
-  method = "dr"
+  address = "{rs1}:80"
+  method = "{method}"
   [[service.real_server]]
-  address = "10.41.0.12:80"
-  method = "dr"
+  address = "{rs2}:80"
+  method = "{method}"
 
 [[vrrp_instance]]
 name = "VI_1"
@@ -161,11 +292,10 @@ priority = {priority}
 advert_int = {advert}
 nopreempt = {nopreempt}
 garp_master_delay = {garp}
-{extra}
+{vips}{extra}
 "#,
             name = node.name,
             iface = node.iface.name(),
-            addr = node.iface.addr(),
             advert = vrrp.advert_int,
             nopreempt = !vrrp.preempt,
             garp = vrrp.garp_delay,
@@ -237,7 +367,80 @@ garp_master_delay = {garp}
     /// `n` HTTP requests to the VIP from the client; every one must get a
     /// 200 from a real server. Returns who answered.
     pub fn requests(&self, n: usize) -> Result<Vec<String>> {
-        self.lab
-            .names_of_requests(&self.client, &format!("http://{VIP}/"), n)
+        self.lab.names_of_requests(&self.client, &self.url("/"), n)
     }
+
+    /// Pulls the HA link's cable at node `i` (sync stops; VRRP on the lan
+    /// goes on).
+    pub fn cut_sync(&self, i: usize) -> Result<()> {
+        self.lab.unplug(&self.nodes[i].sync_iface)
+    }
+
+    /// Undoes [`PairLab::cut_sync`].
+    pub fn restore_sync(&self, i: usize) -> Result<()> {
+        self.lab.plug(&self.nodes[i].sync_iface)
+    }
+}
+
+/// A TUN real server, as an operator sets one up on a kernel without the
+/// ipip module: `dirctl realserver setup --mode tun` (VIP on the tunnel
+/// device, arp_ignore/arp_announce, rp_filter), then the userspace
+/// decapsulator, which runs until the lab stops.
+fn tun_real_server(lab: &Lab, host: &Host, bins: &Bins, n: u8) -> Result<LabChild> {
+    let state = lab.dir().join(format!("rs{n}-state"));
+    let state = state.to_string_lossy();
+    let vip = VIP.to_string();
+    let argv = [
+        bins.dirctl.as_str(),
+        "realserver",
+        "setup",
+        "--mode",
+        "tun",
+        "--vip",
+        &vip,
+        "--state-dir",
+        &state,
+    ];
+    lab.exec_ok(host, &argv)
+        .context("TUN real-server setup (dirctl realserver setup --mode tun)")?;
+    lab.spawn(
+        host,
+        &[&bins.dirctl, "realserver", "decap", "--dev", "lvs-tun0"],
+    )
+}
+
+/// Gratuitous ARP lines for the VIP sent from `mac` in a tcpdump decode
+/// (`-e -nn`): "who-has VIP tell VIP" from that source MAC.
+pub fn garps_from(decoded: &str, mac: &str) -> usize {
+    let (who, tell) = (format!("who-has {VIP} "), format!("tell {VIP},"));
+    decoded
+        .lines()
+        .filter(|l| l.contains(&format!("{mac} > ")) && l.contains(&who) && l.contains(&tell))
+        .count()
+}
+
+/// Seconds of a tcpdump time of day (`HH:MM:SS.ffffff`).
+fn time_of(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?;
+    let mut parts = t.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// Seconds from the dead master's last VRRP advert (`from_ip`) to the new
+/// master's first gratuitous ARP (`new_mac`) in a decode of a capture on
+/// the lan (`arp or ip proto 112`); adverts after that (a returning
+/// master) do not count.
+pub fn takeover_on_the_wire(decoded: &str, from_ip: &str, new_mac: &str) -> Option<f64> {
+    let first_garp = decoded
+        .lines()
+        .filter(|l| garps_from(l, new_mac) == 1)
+        .find_map(time_of)?;
+    let last_advert = decoded
+        .lines()
+        .filter(|l| l.contains(&format!("{from_ip} > 224.0.0.18")))
+        .filter_map(time_of)
+        .take_while(|t| *t < first_garp)
+        .last()?;
+    Some(first_garp - last_advert)
 }

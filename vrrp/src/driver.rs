@@ -89,6 +89,7 @@ enum Command {
     StepDown(Option<String>, oneshot::Sender<()>),
     Release(Option<String>, oneshot::Sender<()>),
     PeerAlive(oneshot::Sender<()>),
+    PeerSuspect(oneshot::Sender<()>),
     InterfaceUp(bool, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -428,6 +429,10 @@ impl Core {
                 self.for_each(socket, None, Instance::peer_alive);
                 done
             }
+            Some(Command::PeerSuspect(done)) => {
+                self.for_each(socket, None, Instance::peer_suspect);
+                done
+            }
             Some(Command::InterfaceUp(up, done)) => {
                 let f = if up {
                     Instance::interface_up
@@ -573,6 +578,15 @@ impl Handle {
     pub async fn peer_alive(&self) {
         for t in self.tasks.iter() {
             let _ = ask(t, Command::PeerAlive).await;
+        }
+    }
+
+    /// The sync stream to the master ended abruptly: every instance in
+    /// Backup brings its Master_Down timer forward to one advert interval
+    /// + Skew_Time ([`Instance::peer_suspect`]).
+    pub async fn peer_suspect(&self) {
+        for t in self.tasks.iter() {
+            let _ = ask(t, Command::PeerSuspect).await;
         }
     }
 

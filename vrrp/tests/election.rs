@@ -807,3 +807,135 @@ fn shutdown_of_a_backup_goes_to_initialize_silently() {
         "RFC 5798 6.4.2: cancel Master_Down_Timer"
     );
 }
+
+// peer_suspect: the sync stream to the master ended abruptly. A settled
+// pair: A (200) master since 321.875 ms, advertising every 100 ms from
+// then (…, 1021.875, 1121.875, …); B (100) backup. Skew_Time(100) =
+// 60.937 ms, so a suspicion at t arms t + 160.937 ms.
+
+#[test]
+fn peer_suspect_then_an_advert_keeps_the_live_master() {
+    let mut sim = settled_pair();
+    sim.run_until(ms(1050));
+    sim.call(B, Instance::peer_suspect);
+    assert_eq!(
+        sim.inst(B).next_timeout(),
+        Some(ms(1150) + SKEW_100),
+        "suspicion brings Master_Down_Timer forward to Master_Adver_Interval + Skew_Time"
+    );
+    let next_advert = sim.last_sent_by(A, ms(1050)) + ms(100);
+    sim.run_until(next_advert);
+    assert_eq!(
+        sim.inst(B).next_timeout(),
+        Some(next_advert + MDI_100),
+        "RFC 5798 6.4.2: the master's next advert resets Master_Down_Timer to \
+         Master_Down_Interval: the suspicion is over"
+    );
+    sim.run_until(ms(5000));
+    assert!(
+        sim.master_at(B).is_empty(),
+        "a live master keeps its role after a mere sync-stream loss"
+    );
+    assert_eq!(sim.state(A), State::Master);
+}
+
+#[test]
+fn peer_suspect_then_silence_takes_over_after_one_interval_and_skew() {
+    let mut sim = settled_pair();
+    sim.run_until(ms(1050));
+    // A dies just after its 1000 ms advert; B's sync stream sees the close
+    // 1 ms later.
+    sim.kill(A);
+    sim.run_until(ms(1051));
+    sim.call(B, Instance::peer_suspect);
+    sim.run_until(ms(3000));
+    assert_eq!(
+        sim.master_at(B),
+        vec![ms(1051) + ms(100) + SKEW_100],
+        "takeover one Master_Adver_Interval + Skew_Time after the suspicion, \
+         not Master_Down_Interval (1000 ms + 360.937 ms) after the last advert"
+    );
+    let (_, _, _, reason) = sim.transitions_of(B).pop().unwrap();
+    assert_eq!(reason, Reason::MasterSuspectedDown);
+    assert!(
+        reason
+            .to_string()
+            .starts_with("sync stream to the master lost")
+    );
+}
+
+#[test]
+fn peer_suspect_never_delays_the_timer() {
+    let mut sim = settled_pair();
+    sim.run_until(ms(1050));
+    sim.kill(A);
+    // Suspicion late in the Master_Down_Interval: 1021.875 + 360.937 ms
+    // is sooner than 1300 + 160.937 ms, so it stays.
+    sim.run_until(ms(1300));
+    sim.call(B, Instance::peer_suspect);
+    sim.run_until(ms(3000));
+    assert_eq!(
+        sim.master_at(B),
+        vec![sim.last_sent_by(A, ms(1050)) + MDI_100],
+        "RFC 5798 6.4.2: Master_Down_Interval after the last advert still bounds the takeover"
+    );
+    assert_eq!(sim.transitions_of(B).pop().unwrap().3, Reason::MasterDown);
+}
+
+#[test]
+fn peer_suspect_does_not_delay_a_priority_zero_handover() {
+    let mut sim = settled_pair();
+    sim.call(A, Instance::step_down);
+    sim.run_until(ms(1010));
+    sim.call(B, Instance::peer_suspect);
+    sim.run_until(ms(2000));
+    assert_eq!(
+        sim.master_at(B),
+        vec![ms(1000) + SKEW_100],
+        "RFC 5798 6.4.2: after priority 0 the Master_Down_Timer is Skew_Time"
+    );
+    assert_eq!(
+        sim.transitions_of(B).pop().unwrap().3,
+        Reason::PriorityZero { from: ip(1) }
+    );
+}
+
+#[test]
+fn peer_suspect_on_a_master_has_no_effect() {
+    let mut sim = settled_pair();
+    sim.run_until(ms(1050));
+    let before = sim.inst(A).next_timeout();
+    sim.call(A, Instance::peer_suspect);
+    assert_eq!(sim.inst(A).next_timeout(), before, "Adver_Timer untouched");
+    sim.run_until(ms(3000));
+    assert_eq!(sim.state(A), State::Master);
+    assert_eq!(sim.state(B), State::Backup);
+    let a_sends: Vec<_> = sim.sent.iter().filter(|s| s.1 == A).map(|s| s.0).collect();
+    assert!(
+        a_sends.windows(2).all(|w| w[1] - w[0] == ms(100))
+            && a_sends.last().is_some_and(|t| *t > ms(2900)),
+        "RFC 5798 6.4.3: the master goes on advertising every Advertisement_Interval"
+    );
+    assert_eq!(
+        sim.transitions_of(A).len(),
+        2,
+        "no transition from suspicion"
+    );
+}
+
+#[test]
+fn peer_suspect_while_preempting_has_no_effect() {
+    let mut sim = Sim::new(vec![router(1, 200), router(2, 100)]);
+    sim.start(B);
+    sim.run_until(ms(2000));
+    sim.start(A);
+    // A hears B's lower-priority advert at 2060.937 ms and discards it.
+    sim.run_until(ms(2150));
+    sim.call(A, Instance::peer_suspect);
+    sim.run_until(ms(4000));
+    assert_eq!(
+        sim.master_at(A),
+        vec![ms(2000) + MDI_200],
+        "RFC 5798 6.4.2: preemption follows Master_Down_Interval, suspicion or not"
+    );
+}

@@ -187,7 +187,7 @@ fn peer_unfit(p: &PairStatus, masters: &[vrrp::machine::Status]) -> Option<Strin
         );
     };
     let st = server.status();
-    let Some(sub) = st.subscribers.first() else {
+    let Some(sub) = super::pair::live_subscriber(&st) else {
         return Some(format!(
             "the peer ({}) is not connected to the sync stream: it has no up-to-date \
              copy of the connection table",
@@ -235,7 +235,7 @@ async fn from_master(
     let lag_now = p
         .server
         .as_ref()
-        .and_then(|s| s.status().subscribers.first().cloned());
+        .and_then(|s| super::pair::live_subscriber(&s.status()).cloned());
     let report = match &p.server {
         Some(server) if !req.force => match server.handover(max_wait, req.force, reason).await {
             Ok(r) => Some(r),

@@ -14,6 +14,10 @@
 //! - While subscribed, every master heartbeat on the sync stream restarts
 //!   VRRP's Master_Down timer: the sync link is a second heartbeat path,
 //!   so losing the VRRP path alone does not make two masters.
+//! - An abrupt end of the stream (a killed master's kernel closes it at
+//!   once) makes VRRP suspect the master: it takes over one advert
+//!   interval + skew later unless an advert comes, instead of three
+//!   intervals (see [`suspect_on_loss`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +86,12 @@ pub struct PairStatus {
     pub(super) failing_over: tokio::sync::Mutex<()>,
 }
 
+/// The peer's live stream: if an old one is still listed beside a new one
+/// (not yet closed), the newest.
+pub(super) fn live_subscriber(m: &syncd::MasterStatus) -> Option<&syncd::SubscriptionStatus> {
+    m.subscribers.iter().max_by_key(|s| s.connected_since)
+}
+
 fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -100,9 +110,7 @@ impl PairStatus {
     /// The peer's VRRP instances from its last sync heartbeat.
     pub(super) fn peer_instances(&self) -> Vec<ctl::PeerVrrpInstance> {
         let beats = match self.server.as_ref().map(SyncServer::status) {
-            Some(m) if m.serving => m
-                .subscribers
-                .first()
+            Some(m) if m.serving => live_subscriber(&m)
                 .map(|s| s.peer_instances.clone())
                 .unwrap_or_default(),
             Some(_) => locked(&self.master_beat)
@@ -154,6 +162,9 @@ impl Pair {
             None => None,
             Some(cfg) => Some(start_sync(cfg, instances, state, hook, &vrrp, clock).await?),
         };
+        if let Some(sub) = sync.as_ref().and_then(|s| s.subscriber.as_ref()) {
+            suspect_on_loss(sub, vrrp.handle());
+        }
         if sync.is_some() {
             // Hold until synced (see the module comment).
             vrrp.handle()
@@ -247,6 +258,7 @@ impl Pair {
                 s.server.set_serving(false);
                 if s.subscriber.is_none() {
                     let sub = subscribe(s, &self.vrrp);
+                    suspect_on_loss(&sub, self.vrrp.handle());
                     *locked(&self.view.requester) = Some(sub.handover_requester());
                     s.subscriber = Some(sub);
                 }
@@ -269,8 +281,12 @@ impl Pair {
                 tracing::info!("sync: caught up with the master; preemption allowed again");
                 let _ = self.vrrp.handle().release(None).await;
             }
+            // A heartbeat from before the stream was lost proves nothing
+            // now, and passing it on would undo the suspicion.
+            let lost_at = sub.stream_losses().borrow().last_at;
             if let Some(hb) = sub.last_master_heartbeat()
                 && s.last_beat != Some(hb.at)
+                && lost_at.is_none_or(|l| hb.at > l)
             {
                 s.last_beat = Some(hb.at);
                 *locked(&self.view.master_beat) = Some(hb);
@@ -379,6 +395,22 @@ async fn start_sync(
     Ok(rt)
 }
 
+/// Passes abrupt ends of `sub`'s stream to VRRP as suspicion that the
+/// master died ([`vrrp::Handle::peer_suspect`]); a live master's next
+/// advert cancels it, so a cut sync link alone changes nothing. The task
+/// ends with the subscriber.
+fn suspect_on_loss(sub: &Subscriber, vrrp: &vrrp::Handle) {
+    let mut losses = sub.stream_losses();
+    let vrrp = vrrp.clone();
+    tokio::spawn(async move {
+        while losses.changed().await.is_ok() {
+            let reason = losses.borrow_and_update().last_reason.clone();
+            tracing::info!("sync: stream to the master lost ({reason}); VRRP suspects the master");
+            vrrp.peer_suspect().await;
+        }
+    });
+}
+
 /// Our VRRP instances for the sync heartbeats (the peer shows them).
 fn vrrp_view(vrrp: &VrrpSide) -> syncd::VrrpViewFn {
     let vrrp = vrrp.clone();
@@ -420,7 +452,7 @@ impl PairView for PairStatus {
         let peer = self.peer.clone().unwrap_or_default();
         let m = server.status();
         if m.serving {
-            let sub = m.subscribers.first();
+            let sub = live_subscriber(&m);
             return Some(ctl::SyncStatus {
                 role: ctl::SyncRole::Master as i32,
                 protocol_version: sub.map_or(0, |s| s.protocol_version),
