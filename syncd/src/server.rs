@@ -62,6 +62,8 @@ struct Epoch {
     log: Arc<Mutex<EventLog>>,
     cancel: CancellationToken,
     changed: watch::Receiver<u64>,
+    /// Told the log's new end after every [`seal`].
+    grew: Arc<watch::Sender<u64>>,
 }
 
 #[derive(Debug)]
@@ -188,6 +190,7 @@ impl SyncServer {
                     log: Arc::new(Mutex::new(log)),
                     cancel: CancellationToken::new(),
                     changed: rx,
+                    grew: Arc::new(tx),
                 };
                 // Events queued before this epoch describe an older table.
                 self.inner.publisher.drain(&mut Vec::new());
@@ -197,7 +200,7 @@ impl SyncServer {
                     .table_changed
                     .store(false, Ordering::Relaxed);
                 self.inner.publisher.enabled.store(true, Ordering::Release);
-                tokio::spawn(sealer(self.inner.clone(), e.clone(), tx));
+                tokio::spawn(sealer(self.inner.clone(), e.clone()));
                 tracing::info!(epoch = format_args!("{epoch:#x}"), "sync: serving");
                 st.serving = Some(e);
             }
@@ -275,6 +278,12 @@ impl SyncServer {
         force: bool,
         reason: String,
     ) -> Result<HandoverReport, HandoverError> {
+        let serving = self.lock().serving.clone();
+        let Some(serving) = serving else {
+            return Err(HandoverError::NotServing);
+        };
+        // Everything pushed so far belongs before the final sequence.
+        seal(&self.inner, &serving, &mut Vec::new());
         let cmds: Vec<mpsc::UnboundedSender<Cmd>> = {
             let st = self.lock();
             let Some(e) = &st.serving else {
@@ -364,7 +373,7 @@ pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// Drains the publisher into the log and seals batches on time.
-async fn sealer(inner: Arc<Inner>, e: Epoch, changed: watch::Sender<u64>) {
+async fn sealer(inner: Arc<Inner>, e: Epoch) {
     let p = &inner.publisher;
     let mut spare = Vec::new();
     loop {
@@ -374,29 +383,38 @@ async fn sealer(inner: Arc<Inner>, e: Epoch, changed: watch::Sender<u64>) {
             _ = p.notify.notified() => {}
             _ = tokio::time::sleep_until(instant_at(deadline.unwrap_or(u64::MAX / 2))), if deadline.is_some() => {}
         }
-        p.drain(&mut spare);
-        let table = p
-            .table_changed
-            .swap(false, Ordering::AcqRel)
-            .then(|| inner.source.service_table());
-        let now = now_us();
-        let mut log = lock(&e.log);
-        let before = log.end_pos();
-        if p.lost.swap(false, Ordering::AcqRel) {
-            log.lost_events(now);
-        }
-        for ev in spare.drain(..) {
-            log.push(now, ev);
-        }
-        if let Some(t) = table {
-            log.set_service_table(now, t);
-        }
-        log.handle_timeout(now);
-        let end = log.end_pos();
-        drop(log);
-        if end != before || p.lost.load(Ordering::Relaxed) {
-            changed.send_replace(end);
-        }
+        seal(&inner, &e, &mut spare);
+    }
+}
+
+/// Moves what the publisher queued into the log, in push order, and seals
+/// the batches that are due. Called by the sealer, and by a handover so
+/// that its final sequence covers every event pushed before it began.
+fn seal(inner: &Inner, e: &Epoch, spare: &mut Vec<lb_proto::sync::SyncEvent>) {
+    let p = &inner.publisher;
+    let table = p
+        .table_changed
+        .swap(false, Ordering::AcqRel)
+        .then(|| inner.source.service_table());
+    let now = now_us();
+    let mut log = lock(&e.log);
+    // Drained under the log's lock: two sealers cannot reorder events.
+    p.drain(spare);
+    let before = log.end_pos();
+    if p.lost.swap(false, Ordering::AcqRel) {
+        log.lost_events(now);
+    }
+    for ev in spare.drain(..) {
+        log.push(now, ev);
+    }
+    if let Some(t) = table {
+        log.set_service_table(now, t);
+    }
+    log.handle_timeout(now);
+    let end = log.end_pos();
+    drop(log);
+    if end != before || p.lost.load(Ordering::Relaxed) {
+        e.grew.send_replace(end);
     }
 }
 
