@@ -274,6 +274,21 @@ struct Opts {
     series: Option<String>,
 }
 
+const USAGE: &str =
+    "usage: sync_bench [--rates R1,R2,...|none] [--secs S] [--snapshot N] [--series DIR]
+       sync_bench N   (snapshot of N entries only)";
+
+/// Exit with `why` and the usage (a bench tool: no panic on a typo).
+fn usage(why: &str) -> ! {
+    eprintln!("sync_bench: {why}\n{USAGE}");
+    std::process::exit(2)
+}
+
+fn number<T: std::str::FromStr>(what: &str, v: &str) -> T {
+    v.parse()
+        .unwrap_or_else(|_| usage(&format!("{what}: `{v}` is not a number")))
+}
+
 fn opts() -> Opts {
     let mut o = Opts {
         rates: vec![1_000, 10_000, 50_000],
@@ -283,22 +298,30 @@ fn opts() -> Opts {
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--rates" => {
                 let v = val();
                 o.rates = if v == "none" {
                     Vec::new()
                 } else {
-                    v.split(',').map(|r| r.parse().expect("rate")).collect()
+                    v.split(',').map(|r| number("--rates", r)).collect()
                 };
             }
-            "--secs" => o.secs = val().parse().expect("seconds"),
-            "--snapshot" => o.snapshot = val().parse().expect("entries"),
+            "--secs" => o.secs = number("--secs", &val()),
+            "--snapshot" => o.snapshot = number("--snapshot", &val()),
             "--series" => o.series = Some(val()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0)
+            }
+            n if n.starts_with('-') => usage(&format!("unknown option {n}")),
             n => {
                 // The historical form: a bare snapshot size, snapshot only.
-                o.snapshot = n.parse().unwrap_or_else(|_| panic!("unknown option {n}"));
+                o.snapshot = number("snapshot size", n);
                 o.rates.clear();
             }
         }
