@@ -199,6 +199,16 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
     // Failover under load: 200 flows, none may break or move.
     let flows = Flows::start(&p, 200, 50, 16)?;
     std::thread::sleep(Duration::from_secs(3));
+    wait_for(
+        "each node to see the other's 200 connections",
+        ELECTION,
+        || {
+            Ok(a.dirctl(&p.lab, &["status"])?
+                .contains("peer director-b: up ")
+                && a.dirctl(&p.lab, &["status"])?.contains(", 200 connections")
+                && b.dirctl(&p.lab, &["status"])?.contains(", 200 connections"))
+        },
+    )?;
     let out = a.dirctl(&p.lab, &["failover"])?;
     println!("dirctl failover on director-a:\n{out}");
     ensure!(out.starts_with("failover completed in "), "{out}");

@@ -152,6 +152,8 @@ impl ConnSync for TestSync {
                     }],
                     sequence: ack.applied_sequence,
                     service_table_version: 7,
+                    uptime_ms: 65_000,
+                    connections: 0,
                     entries_behind: 0,
                     // Lag measured on the master's clock from the echo.
                     ms_behind: ((MASTER_TIME_US + 2_000 - ack.echo_master_time_us) / 1_000) as u32,

@@ -106,7 +106,7 @@ impl Subscriber {
             CoreConfig {
                 protocol_version: config.protocol_version,
                 hello_timeout_us: config.hello_timeout.as_micros() as u64,
-                vrrp_view: config.vrrp_view.clone(),
+                node_view: config.node_view.clone(),
                 readiness: config.readiness.clone(),
             },
             node,
@@ -329,7 +329,7 @@ async fn stream(
         beat.clone(),
         out_tx.clone(),
         lock(&shared.core).node_id().to_owned(),
-        cfg.vrrp_view.clone(),
+        cfg.node_view.clone(),
     )));
     let mut next_out: Option<SubscriberMessage> = None;
     let mut handovers: HashMap<u64, oneshot::Sender<Result<(), String>>> = HashMap::new();
@@ -341,11 +341,11 @@ async fn stream(
             established |= core.is_established();
             while let Some(ev) = core.poll_event() {
                 match ev {
-                    SubscriberEvent::MasterHeartbeat { node_id, instances } => {
+                    SubscriberEvent::MasterHeartbeat { node_id, view } => {
                         *lock(&shared.heartbeat) = Some(MasterHeartbeat {
                             at: tokio::time::Instant::now().into_std(),
                             node_id,
-                            instances,
+                            view,
                         });
                     }
                     SubscriberEvent::HandoverAnswered { request_id, ready } => {
@@ -446,7 +446,7 @@ async fn side_heartbeats(
     beat: Arc<Beat>,
     out: mpsc::Sender<SubscriberMessage>,
     node_id: String,
-    vrrp: Option<crate::config::VrrpViewFn>,
+    vrrp: Option<crate::config::NodeViewFn>,
 ) {
     loop {
         let iv = beat.interval_us.load(Ordering::Relaxed);
@@ -456,10 +456,13 @@ async fn side_heartbeats(
         if iv == 0 || now.saturating_sub(beat.last_sent_us.load(Ordering::Relaxed)) < iv {
             continue;
         }
+        let view = crate::config::view_of(&vrrp);
         let hb = lb_proto::sync::Heartbeat {
             node_id: node_id.clone(),
             sender_time_us: now,
-            instances: vrrp.as_ref().map(|f| f()).unwrap_or_default(),
+            instances: view.instances,
+            uptime_ms: view.uptime_ms,
+            connections: view.connections,
             sequence: beat.applied.load(Ordering::Relaxed),
             service_table_version: beat.table_version.load(Ordering::Relaxed),
             entries_behind: 0,

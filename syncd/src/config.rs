@@ -10,8 +10,25 @@ use std::time::Duration;
 
 use lb_proto::sync::VrrpBeat;
 
-/// The local VRRP view carried in every heartbeat.
-pub type VrrpViewFn = Arc<dyn Fn() -> Vec<VrrpBeat> + Send + Sync>;
+/// What every heartbeat says about its sender beyond the sync stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeBeat {
+    /// The sender's VRRP instances.
+    pub instances: Vec<VrrpBeat>,
+    /// The sender's uptime, ms.
+    pub uptime_ms: u64,
+    /// Entries in the sender's connection table.
+    pub connections: u64,
+}
+
+/// The local view carried in every heartbeat (VRRP state, uptime, table
+/// size), read when the heartbeat is sent.
+pub type NodeViewFn = Arc<dyn Fn() -> NodeBeat + Send + Sync>;
+
+/// The view now, or an empty one.
+pub(crate) fn view_of(f: &Option<NodeViewFn>) -> NodeBeat {
+    f.as_ref().map(|f| f()).unwrap_or_default()
+}
 
 /// Veto on a handover (subscriber side): `Err(reason)` refuses it, e.g.
 /// "dataplane not up" or "VRRP instance in FAULT".
@@ -79,8 +96,8 @@ pub struct MasterConfig {
     pub min_version: u32,
     /// See `min_version`.
     pub max_version: u32,
-    /// This node's VRRP view for heartbeats.
-    pub vrrp_view: Option<VrrpViewFn>,
+    /// This node's view (VRRP, uptime, table) for heartbeats.
+    pub node_view: Option<NodeViewFn>,
     /// Longest handover wait when a HandoverRequest says 0.
     pub default_handover_wait: Duration,
 }
@@ -98,7 +115,7 @@ impl Default for MasterConfig {
             publisher_capacity: 1_000_000,
             min_version: lb_proto::SYNC_MIN_PROTOCOL_VERSION,
             max_version: lb_proto::SYNC_PROTOCOL_VERSION,
-            vrrp_view: None,
+            node_view: None,
             default_handover_wait: Duration::from_secs(5),
         }
     }
@@ -116,7 +133,7 @@ impl fmt::Debug for MasterConfig {
             .field("retain_bytes", &self.retain_bytes)
             .field("publisher_capacity", &self.publisher_capacity)
             .field("versions", &(self.min_version..=self.max_version))
-            .field("vrrp_view", &self.vrrp_view.is_some())
+            .field("node_view", &self.node_view.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -138,8 +155,8 @@ pub struct SubscriberConfig {
     pub backoff_max: Duration,
     /// Version sent in Hello (the crate's own unless testing).
     pub protocol_version: u32,
-    /// This node's VRRP view for heartbeats.
-    pub vrrp_view: Option<VrrpViewFn>,
+    /// This node's view (VRRP, uptime, table) for heartbeats.
+    pub node_view: Option<NodeViewFn>,
     /// Veto on handovers.
     pub readiness: Option<ReadinessFn>,
     /// Liveness before Welcome fixes the heartbeat interval.
@@ -157,7 +174,7 @@ impl SubscriberConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             protocol_version: lb_proto::SYNC_PROTOCOL_VERSION,
-            vrrp_view: None,
+            node_view: None,
             readiness: None,
             hello_timeout: Duration::from_secs(3),
         }

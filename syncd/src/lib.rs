@@ -44,7 +44,9 @@ pub mod server;
 pub mod tls;
 
 pub use client::{HandoverRequester, Subscriber};
-pub use config::{MasterConfig, NodeInfo, ReadinessFn, SubscriberConfig, TlsConfig, VrrpViewFn};
+pub use config::{
+    MasterConfig, NodeBeat, NodeInfo, NodeViewFn, ReadinessFn, SubscriberConfig, TlsConfig,
+};
 pub use error::{HandoverError, HandoverReport};
 pub use publisher::Publisher;
 pub use server::SyncServer;

@@ -21,14 +21,14 @@ use std::time::Duration;
 use lb_proto::common::ConnEntry;
 use lb_proto::sync::{
     Ack, Handover, Heartbeat, Hello, MasterMessage, SnapshotBegin, SnapshotChunk, SnapshotEnd,
-    SnapshotReason, SubscriberMessage, SyncError, SyncErrorCode, VrrpBeat, Welcome, master_message,
+    SnapshotReason, SubscriberMessage, SyncError, SyncErrorCode, Welcome, master_message,
     subscriber_message,
 };
 use prost::Message;
 
 use crate::Micros;
 use crate::codec::mm;
-use crate::config::{NodeInfo, VrrpViewFn};
+use crate::config::{NodeBeat, NodeInfo, NodeViewFn};
 use crate::error::{HandoverError, HandoverReport};
 use crate::handshake::{HelloContext, check_hello, sync_error};
 use crate::lag::{Lag, LagWindow};
@@ -46,8 +46,8 @@ pub struct SessionConfig {
     pub versions: RangeInclusive<u32>,
     /// Window of the p50/p99 lag figures, µs.
     pub lag_window_us: u64,
-    /// This node's VRRP view for heartbeats.
-    pub vrrp_view: Option<VrrpViewFn>,
+    /// This node's view (VRRP, uptime, table) for heartbeats.
+    pub node_view: Option<NodeViewFn>,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -67,7 +67,7 @@ impl Default for SessionConfig {
             ack_interval_ms: 3,
             versions: lb_proto::SYNC_MIN_PROTOCOL_VERSION..=lb_proto::SYNC_PROTOCOL_VERSION,
             lag_window_us: 60_000_000,
-            vrrp_view: None,
+            node_view: None,
         }
     }
 }
@@ -169,8 +169,8 @@ struct Stream {
     handover: Option<HandoverWait>,
     lag_window: LagWindow,
     sub_table_entries: u64,
-    /// The subscriber's VRRP instances from its last heartbeat.
-    peer_instances: Vec<VrrpBeat>,
+    /// What the subscriber's last heartbeat said about it.
+    peer: NodeBeat,
     stats: Stats,
 }
 
@@ -340,7 +340,7 @@ impl MasterSession {
             handover: None,
             lag_window: LagWindow::new(self.cfg.lag_window_us, 4096),
             sub_table_entries: 0,
-            peer_instances: Vec::new(),
+            peer: NodeBeat::default(),
             stats: Stats::default(),
         };
         let (resumed, next_sequence) = match resume_pos {
@@ -392,7 +392,11 @@ impl MasterSession {
             Some(subscriber_message::Msg::Ack(a)) => self.on_ack(now, a, log),
             Some(subscriber_message::Msg::Heartbeat(h)) => {
                 let s = self.stream.as_mut().expect("established");
-                s.peer_instances = h.instances;
+                s.peer = NodeBeat {
+                    instances: h.instances,
+                    uptime_ms: h.uptime_ms,
+                    connections: h.connections,
+                };
             }
             Some(subscriber_message::Msg::ResyncRequest(r)) => {
                 tracing::info!(reason = %r.reason, "subscriber asked for a resync");
@@ -630,11 +634,14 @@ impl MasterSession {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.cfg.heartbeat_interval_us;
             let lag = self.lag(now, log);
+            let view = crate::config::view_of(&self.cfg.node_view);
             self.out
                 .push_back(mm(master_message::Msg::Heartbeat(Heartbeat {
                     node_id: self.node.node_id.clone(),
                     sender_time_us: now,
-                    instances: self.cfg.vrrp_view.as_ref().map(|f| f()).unwrap_or_default(),
+                    instances: view.instances,
+                    uptime_ms: view.uptime_ms,
+                    connections: view.connections,
                     sequence: log.last_seq(),
                     service_table_version: log.service_table().version,
                     entries_behind: lag.entries_behind,
@@ -878,7 +885,7 @@ impl MasterSession {
             events_sent: s.stats.events_sent,
             heard_age: Duration::from_micros(now.saturating_sub(self.last_heard)),
             subscriber_table_entries: s.sub_table_entries,
-            peer_instances: s.peer_instances.clone(),
+            peer: s.peer.clone(),
         })
     }
 

@@ -496,7 +496,7 @@ async fn run_stream(inner: Arc<Inner>, mut inbound: Streaming<SubscriberMessage>
         ack_interval_ms: cfg.ack_interval.as_millis().max(1) as u32,
         versions,
         lag_window_us: 60_000_000,
-        vrrp_view: cfg.vrrp_view.clone(),
+        node_view: cfg.node_view.clone(),
     };
     let now = now_us();
     let mut session = MasterSession::new(scfg, inner.node.clone(), epoch.epoch, now);

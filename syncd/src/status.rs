@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use lb_proto::sync::VrrpBeat;
-
 /// One subscriber as the master sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionStatus {
@@ -54,8 +52,9 @@ pub struct SubscriptionStatus {
     pub heard_age: Duration,
     /// The subscriber's synced-table size from its last ack.
     pub subscriber_table_entries: u64,
-    /// The subscriber's VRRP instances as its last heartbeat reported them.
-    pub peer_instances: Vec<VrrpBeat>,
+    /// What the subscriber's last heartbeat said about it (VRRP
+    /// instances, uptime, table size).
+    pub peer: crate::config::NodeBeat,
 }
 
 /// The master side as a whole.
@@ -141,8 +140,9 @@ pub struct MasterHeartbeat {
     pub at: Instant,
     /// Master's node id.
     pub node_id: String,
-    /// Master's VRRP instances as it reported them.
-    pub instances: Vec<VrrpBeat>,
+    /// What the master said about itself (VRRP instances, uptime, table
+    /// size).
+    pub view: crate::config::NodeBeat,
 }
 
 /// Established streams to the master that ended abruptly: closed or reset

@@ -16,12 +16,12 @@ use lb_proto::common::ServiceTable;
 use lb_proto::sync::{
     Ack, DeltaBatch, HandoverReady, HandoverRequest, Heartbeat, Hello, MasterMessage, ResumePoint,
     ResyncRequest, SnapshotBegin, SnapshotChunk, SnapshotEnd, SubscriberMessage, SyncError,
-    VrrpBeat, master_message, subscriber_message,
+    master_message, subscriber_message,
 };
 
 use crate::Micros;
 use crate::codec::sm;
-use crate::config::{NodeInfo, ReadinessFn, VrrpViewFn};
+use crate::config::{NodeInfo, NodeViewFn, ReadinessFn};
 use crate::status::{SnapshotInfo, SubscriberStatus};
 use crate::traits::ConnSink;
 
@@ -54,8 +54,8 @@ pub enum SubscriberEvent {
     MasterHeartbeat {
         /// Master's node id.
         node_id: String,
-        /// Its VRRP view.
-        instances: Vec<VrrpBeat>,
+        /// Its view of itself.
+        view: crate::config::NodeBeat,
     },
 }
 
@@ -66,8 +66,8 @@ pub struct CoreConfig {
     pub protocol_version: u32,
     /// Liveness bound until Welcome tells the heartbeat interval, µs.
     pub hello_timeout_us: u64,
-    /// This node's VRRP view.
-    pub vrrp_view: Option<VrrpViewFn>,
+    /// This node's view (VRRP, uptime, table).
+    pub node_view: Option<NodeViewFn>,
     /// Handover veto.
     pub readiness: Option<ReadinessFn>,
 }
@@ -86,7 +86,7 @@ impl Default for CoreConfig {
         Self {
             protocol_version: lb_proto::SYNC_PROTOCOL_VERSION,
             hello_timeout_us: 3_000_000,
-            vrrp_view: None,
+            node_view: None,
             readiness: None,
         }
     }
@@ -367,7 +367,11 @@ impl SubscriberCore {
                 c.master_last_seq = h.sequence;
                 self.events.push_back(SubscriberEvent::MasterHeartbeat {
                     node_id: h.node_id,
-                    instances: h.instances,
+                    view: crate::config::NodeBeat {
+                        instances: h.instances,
+                        uptime_ms: h.uptime_ms,
+                        connections: h.connections,
+                    },
                 });
             }
             master_message::Msg::Handover(h) => {
@@ -650,11 +654,14 @@ impl SubscriberCore {
         }
         if c.established && now >= c.next_hb {
             c.next_hb = now + c.hb_us;
+            let view = crate::config::view_of(&self.cfg.node_view);
             c.out
                 .push_back(sm(subscriber_message::Msg::Heartbeat(Heartbeat {
                     node_id: self.node.node_id.clone(),
                     sender_time_us: now,
-                    instances: self.cfg.vrrp_view.as_ref().map(|f| f()).unwrap_or_default(),
+                    instances: view.instances,
+                    uptime_ms: view.uptime_ms,
+                    connections: view.connections,
                     sequence: c.applied,
                     service_table_version: self.table_version,
                     entries_behind: 0,

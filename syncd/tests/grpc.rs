@@ -35,14 +35,16 @@ fn node(id: &str) -> NodeInfo {
 fn master_cfg() -> MasterConfig {
     MasterConfig {
         heartbeat_interval: Duration::from_millis(100),
-        vrrp_view: Some(Arc::new(|| {
-            vec![VrrpBeat {
+        node_view: Some(Arc::new(|| syncd::NodeBeat {
+            instances: vec![VrrpBeat {
                 vrid: 51,
                 name: "VI_1".into(),
                 state: VrrpState::Master as i32,
                 priority: 150,
                 effective_priority: 150,
-            }]
+            }],
+            uptime_ms: 65_000,
+            connections: 1_000,
         })),
         ..Default::default()
     }
@@ -234,7 +236,8 @@ async fn snapshot_of_10k_then_deltas() {
     .await;
     let hb = sub.last_master_heartbeat().unwrap();
     assert_eq!(hb.node_id, "a");
-    assert_eq!(hb.instances[0].state, VrrpState::Master as i32);
+    assert_eq!(hb.view.instances[0].state, VrrpState::Master as i32);
+    assert_eq!((hb.view.uptime_ms, hb.view.connections), (65_000, 1_000));
     sub.shutdown().await;
     m.stop();
 }

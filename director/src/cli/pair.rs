@@ -154,6 +154,19 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
             if !y.last_error.is_empty() {
                 let _ = writeln!(o, "  last error: {}", y.last_error);
             }
+            if y.peer_uptime_ms > 0 {
+                let _ = writeln!(
+                    o,
+                    "peer {}: up {}, {} connections",
+                    if y.peer_node_id.is_empty() {
+                        &y.peer_address
+                    } else {
+                        &y.peer_node_id
+                    },
+                    human_ms(y.peer_uptime_ms),
+                    y.peer_connections
+                );
+            }
             for p in &y.peer_instances {
                 let _ = writeln!(
                     o,
@@ -313,6 +326,8 @@ mod tests {
                 peer_address: "10.42.0.3:7401".into(),
                 entries_behind: 2,
                 ms_behind: 3,
+                peer_uptime_ms: 3_720_000,
+                peer_connections: 200,
                 peer_instances: vec![ctl::PeerVrrpInstance {
                     name: "VI_1".into(),
                     vrid: 51,
@@ -333,6 +348,10 @@ mod tests {
         );
         assert!(
             text.contains("peer vrrp VI_1: BACKUP vrid 51  priority 100 (advertising 100)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("peer director-b: up 1h02m, 200 connections"),
             "{text}"
         );
         assert!(

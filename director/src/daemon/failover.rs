@@ -196,7 +196,8 @@ fn peer_unfit(p: &PairStatus, masters: &[vrrp::machine::Status]) -> Option<Strin
     };
     for m in masters {
         if let Some(b) = sub
-            .peer_instances
+            .peer
+            .instances
             .iter()
             .find(|b| b.vrid == u32::from(m.vrid))
             && b.state != VrrpState::Backup as i32

@@ -43,6 +43,8 @@ struct SyncRuntime {
     server: SyncServer,
     sink: Arc<TableSink>,
     subscriber: Option<Subscriber>,
+    /// What our heartbeats say about this node.
+    view: syncd::NodeViewFn,
     /// The hold on preemption was lifted (caught up, or became master).
     released: bool,
     /// Arrival of the last master heartbeat passed on to VRRP.
@@ -107,29 +109,32 @@ impl PairStatus {
         locked(&self.requester).clone()
     }
 
-    /// The peer's VRRP instances from its last sync heartbeat.
-    pub(super) fn peer_instances(&self) -> Vec<ctl::PeerVrrpInstance> {
-        let beats = match self.server.as_ref().map(SyncServer::status) {
+    /// What the peer's last sync heartbeat said about it.
+    pub(super) fn peer_view(&self) -> syncd::NodeBeat {
+        match self.server.as_ref().map(SyncServer::status) {
             Some(m) if m.serving => live_subscriber(&m)
-                .map(|s| s.peer_instances.clone())
+                .map(|s| s.peer.clone())
                 .unwrap_or_default(),
             Some(_) => locked(&self.master_beat)
                 .as_ref()
-                .map(|h| h.instances.clone())
+                .map(|h| h.view.clone())
                 .unwrap_or_default(),
-            None => Vec::new(),
-        };
-        beats
-            .into_iter()
-            .map(|b| ctl::PeerVrrpInstance {
-                name: b.name,
-                vrid: b.vrid,
-                state: b.state,
-                priority: b.priority,
-                effective_priority: b.effective_priority,
-            })
-            .collect()
+            None => syncd::NodeBeat::default(),
+        }
     }
+}
+
+fn peer_instances(view: &syncd::NodeBeat) -> Vec<ctl::PeerVrrpInstance> {
+    view.instances
+        .iter()
+        .map(|b| ctl::PeerVrrpInstance {
+            name: b.name.clone(),
+            vrid: b.vrid,
+            state: b.state,
+            priority: b.priority,
+            effective_priority: b.effective_priority,
+        })
+        .collect()
 }
 
 fn read_tls(cfg: &SyncConfig) -> anyhow::Result<Option<TlsConfig>> {
@@ -360,8 +365,9 @@ async fn start_sync(
         state: Arc::clone(state),
         clock,
     });
+    let view = node_view(vrrp, state);
     let master_cfg = MasterConfig {
-        vrrp_view: Some(vrrp_view(vrrp)),
+        node_view: Some(Arc::clone(&view)),
         ..MasterConfig::default()
     };
     let (server, publisher) = SyncServer::new(node.clone(), source, master_cfg);
@@ -387,6 +393,7 @@ async fn start_sync(
         server,
         sink: Arc::new(TableSink::new(Arc::clone(state), clock)),
         subscriber: None,
+        view,
         released: false,
         last_beat: None,
         last_refresh: Instant::now(),
@@ -411,15 +418,21 @@ fn suspect_on_loss(sub: &Subscriber, vrrp: &vrrp::Handle) {
     });
 }
 
-/// Our VRRP instances for the sync heartbeats (the peer shows them).
-fn vrrp_view(vrrp: &VrrpSide) -> syncd::VrrpViewFn {
+/// What our sync heartbeats say about this node (the peer's `dirctl
+/// status` shows it): VRRP instances, uptime, connection-table size.
+fn node_view(vrrp: &VrrpSide, state: &Arc<ControlState>) -> syncd::NodeViewFn {
     let vrrp = vrrp.clone();
-    Arc::new(move || vrrp.beats())
+    let state = Arc::clone(state);
+    Arc::new(move || syncd::NodeBeat {
+        instances: vrrp.beats(),
+        uptime_ms: u64::try_from(state.uptime().as_millis()).unwrap_or(u64::MAX),
+        connections: state.dp.conns().len() as u64,
+    })
 }
 
 fn subscribe(s: &SyncRuntime, vrrp: &VrrpSide) -> Subscriber {
     let mut cfg = SubscriberConfig::new(s.cfg.peer.to_string());
-    cfg.vrrp_view = Some(vrrp_view(vrrp));
+    cfg.node_view = Some(Arc::clone(&s.view));
     // A node in FAULT refuses a handover: it could not take over.
     let v = vrrp.clone();
     cfg.readiness = Some(Arc::new(move || {
@@ -453,6 +466,7 @@ impl PairView for PairStatus {
         let m = server.status();
         if m.serving {
             let sub = live_subscriber(&m);
+            let view = sub.map(|s| s.peer.clone()).unwrap_or_default();
             return Some(ctl::SyncStatus {
                 role: ctl::SyncRole::Master as i32,
                 protocol_version: sub.map_or(0, |s| s.protocol_version),
@@ -476,11 +490,13 @@ impl PairView for PairStatus {
                 heartbeat_age_ms: sub.map_or(0, |s| {
                     u32::try_from(s.heard_age.as_millis()).unwrap_or(u32::MAX)
                 }),
-                peer_instances: self.peer_instances(),
+                peer_instances: peer_instances(&view),
+                peer_uptime_ms: view.uptime_ms,
+                peer_connections: view.connections,
                 ..Default::default()
             });
         }
-        let peer_instances = self.peer_instances();
+        let peer_view = self.peer_view();
         let guard = locked(&self.subscriber);
         let s = guard.as_ref();
         Some(ctl::SyncStatus {
@@ -506,7 +522,9 @@ impl PairView for PairStatus {
                 .and_then(|s| s.last_heartbeat_age)
                 .map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
             last_error: s.and_then(|s| s.last_error.clone()).unwrap_or_default(),
-            peer_instances,
+            peer_instances: peer_instances(&peer_view),
+            peer_uptime_ms: peer_view.uptime_ms,
+            peer_connections: peer_view.connections,
             ..Default::default()
         })
     }
