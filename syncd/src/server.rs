@@ -217,6 +217,42 @@ impl SyncServer {
         }
     }
 
+    /// Wait (at most `max_wait`) until every subscriber of the current
+    /// epoch has acked everything pushed so far, the open batch included.
+    /// For the moment a master stops serving: the last flows it created
+    /// reach the peer before the stream closes. `false` on timeout or when
+    /// not serving.
+    pub async fn flush(&self, max_wait: Duration) -> bool {
+        let serving = self.lock().serving.clone();
+        let Some(e) = serving else {
+            return false;
+        };
+        seal(&self.inner, &e, &mut Vec::new());
+        let target = {
+            let mut log = lock(&e.log);
+            log.seal(now_us());
+            let (end, seq) = (log.end_pos(), log.last_seq());
+            drop(log);
+            e.grew.send_replace(end);
+            seq
+        };
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            if self
+                .status()
+                .subscribers
+                .iter()
+                .all(|s| s.acked_sequence >= target)
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// True while serving.
     pub fn is_serving(&self) -> bool {
         self.lock().serving.is_some()

@@ -606,3 +606,32 @@ async fn mutual_tls_accepts_the_pair_and_refuses_strangers() {
     sub.shutdown().await;
     m.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_returns_once_the_subscriber_has_everything_pushed() {
+    let table = Arc::new(MemTable::with_entries((0..100).map(mem::flow_entry)));
+    let idle = start_master(Arc::new(MemTable::new()), None, false).await;
+    assert!(
+        !idle.server.flush(Duration::from_millis(50)).await,
+        "nothing to flush when not serving"
+    );
+    idle.stop();
+
+    let m = start_master(table.clone(), None, true).await;
+    let sink = Arc::new(MemTable::new());
+    let sub = Subscriber::spawn(node("b"), sub_cfg(m.addr), sink.clone());
+    until("synced", 10, || equal(&table, &sink)).await;
+    // Pushed just before a master stops serving: still in the publisher's
+    // queue or an open batch when flush is called.
+    for i in 100..600 {
+        m.change(mem::flow_new(i));
+    }
+    assert!(m.server.flush(Duration::from_secs(2)).await);
+    assert_eq!(
+        sink.len(),
+        600,
+        "every event pushed before the flush is applied when it returns"
+    );
+    sub.shutdown().await;
+    m.stop();
+}

@@ -244,8 +244,13 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
                             from.name(),
                             to.name()
                         );
-                        let owned = pair.on_transition(&ev).await;
+                        // The dataplane takes its role first (a node that
+                        // lost mastership drains: it starts no flow), then
+                        // sync follows.
+                        let owned = pair.record(&ev);
+                        let master = !owned.is_empty();
                         running.set_owned(owned);
+                        pair.follow(&ev, master).await;
                     }
                 }
                 _ = usr1.recv() => set_role_by_hand(&dp, with_vrrp, true),
@@ -272,10 +277,12 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
             }
         };
         if let Some(pair) = &mut pair {
-            // Priority 0 first, so the peer takes over at once (RFC 5798
-            // 6.4.3); then stop answering and forwarding.
-            pair.shutdown().await;
+            // Stop answering for the VIPs and starting flows (the flows
+            // in the table keep forwarding while we run), then priority 0,
+            // so the peer takes over at once (RFC 5798 6.4.3), with the
+            // last flows flushed to it.
             running.set_owned(Default::default());
+            pair.shutdown().await;
         }
         let _ = stop_tx.send(());
         let _ = monitor_stop.send(());

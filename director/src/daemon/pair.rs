@@ -35,6 +35,10 @@ use super::vrrp_side::VrrpSide;
 use crate::api::{ControlState, PairView};
 use crate::config::{SyncConfig, VrrpInstanceConfig};
 
+/// Longest wait, when this node stops being master, for the peer to ack
+/// the last events (the flows created just before the switch).
+pub const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Sync, running.
 struct SyncRuntime {
     cfg: SyncConfig,
@@ -154,7 +158,7 @@ fn read_tls(cfg: &SyncConfig) -> anyhow::Result<Option<TlsConfig>> {
 impl Pair {
     /// Start VRRP for `instances` and, with `sync`, the sync server and
     /// subscriber. Transitions arrive on the returned receiver and go to
-    /// [`Pair::on_transition`].
+    /// [`Pair::record`] and [`Pair::follow`].
     pub async fn start(
         instances: &[VrrpInstanceConfig],
         sync: Option<&SyncConfig>,
@@ -237,15 +241,21 @@ impl Pair {
         &self.vrrp
     }
 
-    /// A VRRP transition: record it, move sync's role, and return the
-    /// addresses this node owns now.
-    pub async fn on_transition(
-        &mut self,
-        ev: &DriverEvent,
-    ) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
-        let owned = self.vrrp.record(ev);
+    /// A VRRP transition, first half: record it and return the addresses
+    /// this node owns now. The daemon applies them to the dataplane, then
+    /// calls [`Pair::follow`].
+    pub fn record(&self, ev: &DriverEvent) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+        self.vrrp.record(ev)
+    }
+
+    /// A VRRP transition, second half, once the dataplane has its new
+    /// role: move sync's role (`master`: this node owns VIPs now).
+    ///
+    /// Leaving MASTER, the dataplane already starts no flow (it drains), so
+    /// the last flows it created are flushed to the peer (bounded by
+    /// [`FLUSH_BOUND`]) before the stream closes.
+    pub async fn follow(&mut self, ev: &DriverEvent, master: bool) {
         let vrrp::DriverEvent::Transition { instance, to, .. } = ev;
-        let master = !owned.is_empty();
         if *to == vrrp::State::Master {
             // Mastership clears any hold (start-up or a manual failover
             // away from this node): nothing left to wait for.
@@ -260,6 +270,13 @@ impl Pair {
                 }
                 s.released = true;
             } else {
+                if s.server.is_serving() && !s.server.flush(FLUSH_BOUND).await {
+                    tracing::warn!(
+                        "sync: the peer had not acked the last events within {} ms of the \
+                         step-down",
+                        FLUSH_BOUND.as_millis()
+                    );
+                }
                 s.server.set_serving(false);
                 if s.subscriber.is_none() {
                     let sub = subscribe(s, &self.vrrp);
@@ -269,7 +286,6 @@ impl Pair {
                 }
             }
         }
-        owned
     }
 
     /// Periodic work (every ~100 ms): lift the start-up hold once caught
@@ -332,6 +348,9 @@ impl Pair {
     pub async fn shutdown(&mut self) {
         self.vrrp.handle().shutdown().await;
         if let Some(s) = &mut self.sync {
+            if s.server.is_serving() {
+                s.server.flush(FLUSH_BOUND).await;
+            }
             s.server.set_serving(false);
             if let Some(sub) = s.subscriber.take() {
                 sub.shutdown().await;
