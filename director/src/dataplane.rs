@@ -362,8 +362,10 @@ impl Worker {
                 egress: ingress,
             };
         }
+        // Two loads per packet at most: `active`, then `draining` only
+        // when not active.
         let active = self.dp.is_active();
-        let draining = !active && self.dp.is_draining();
+        let draining = !active && self.dp.draining.load(Ordering::Acquire);
         let standby = !active && !draining;
         let version = self.dp.services_version.load(Ordering::Acquire);
         if version != self.services_version {

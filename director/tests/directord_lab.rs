@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use lab_tests::{Directord, Host, HttpServer, Iface, Lab, NginxOptions, UdpAsk};
 
 const DIRECTORD: &str = env!("CARGO_BIN_EXE_directord");
@@ -150,32 +150,7 @@ fn tun_lab(name: &str) -> Result<Option<ModeLab>> {
         let h = lab.host(&format!("rs{n}"))?;
         ifaces.push(lab.link(&h, &back, &format!("10.32.0.1{n}/24"))?);
         lab.route(&h, "default via 10.32.0.1")?;
-        let sd = lab
-            .dir()
-            .join(format!("rs{n}-state"))
-            .to_string_lossy()
-            .to_string();
-        let vip_s = vip.to_string();
-        let out = lab.exec(
-            &h,
-            &[
-                DIRCTL,
-                "realserver",
-                "setup",
-                "--mode",
-                "tun",
-                "--vip",
-                &vip_s,
-                "--state-dir",
-                &sd,
-            ],
-        )?;
-        ensure!(
-            out.status.success(),
-            "TUN real-server setup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let decap = lab.spawn(&h, &[DIRCTL, "realserver", "decap", "--dev", "lvs-tun0"])?;
+        let decap = lab.tun_real_server(&h, DIRCTL, vip)?;
         std::mem::forget(decap); // killed with the lab
         servers.push(start_nginx(&lab, &h, 80, &format!("rs{n}"), 50)?);
         // Bound to the VIP, as for DR.

@@ -537,6 +537,33 @@ impl Lab {
         Ok(())
     }
 
+    /// Configures `host` as an LVS-TUN real server for `vip` as an operator
+    /// does on a kernel without the ipip module: `dirctl realserver setup
+    /// --mode tun --decap userspace` (the VIP on the TUN device, the ARP
+    /// and rp_filter sysctls; its state file in the lab dir), then the
+    /// userspace decapsulator, returned running (it also dies with the lab).
+    pub fn tun_real_server(&self, host: &Host, dirctl: &str, vip: Ipv4Addr) -> Result<LabChild> {
+        let state = self.dir().join(format!("{}-state", host.name));
+        let state = state.to_string_lossy();
+        let vip = vip.to_string();
+        let argv = [
+            dirctl,
+            "realserver",
+            "setup",
+            "--mode",
+            "tun",
+            "--vip",
+            &vip,
+            "--decap",
+            "userspace",
+            "--state-dir",
+            &state,
+        ];
+        self.exec_ok(host, &argv)
+            .context("TUN real-server setup (dirctl realserver setup --mode tun)")?;
+        self.spawn(host, &[dirctl, "realserver", "decap", "--dev", "lvs-tun0"])
+    }
+
     /// Names of the interfaces in `host` (including `lo`).
     pub fn interfaces(&self, host: &Host) -> Result<Vec<String>> {
         let out = self.ip(host, &["-o", "link", "show"])?;

@@ -182,7 +182,7 @@ impl PairLab {
             }
             match mode {
                 Mode::Dr => lab.dr_real_server(&h, VIP)?,
-                Mode::Tun => helpers.push(tun_real_server(&lab, &h, &bins, n)?),
+                Mode::Tun => helpers.push(lab.tun_real_server(&h, &bins.dirctl, VIP)?),
                 Mode::Nat => {}
             }
             servers.push(lab.nginx_with(
@@ -380,33 +380,6 @@ garp_master_delay = {garp}
     pub fn restore_sync(&self, i: usize) -> Result<()> {
         self.lab.plug(&self.nodes[i].sync_iface)
     }
-}
-
-/// A TUN real server, as an operator sets one up on a kernel without the
-/// ipip module: `dirctl realserver setup --mode tun` (VIP on the tunnel
-/// device, arp_ignore/arp_announce, rp_filter), then the userspace
-/// decapsulator, which runs until the lab stops.
-fn tun_real_server(lab: &Lab, host: &Host, bins: &Bins, n: u8) -> Result<LabChild> {
-    let state = lab.dir().join(format!("rs{n}-state"));
-    let state = state.to_string_lossy();
-    let vip = VIP.to_string();
-    let argv = [
-        bins.dirctl.as_str(),
-        "realserver",
-        "setup",
-        "--mode",
-        "tun",
-        "--vip",
-        &vip,
-        "--state-dir",
-        &state,
-    ];
-    lab.exec_ok(host, &argv)
-        .context("TUN real-server setup (dirctl realserver setup --mode tun)")?;
-    lab.spawn(
-        host,
-        &[&bins.dirctl, "realserver", "decap", "--dev", "lvs-tun0"],
-    )
 }
 
 /// Gratuitous ARP lines for the VIP sent from `mac` in a tcpdump decode

@@ -681,32 +681,7 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
                     &[(&back, &format!("10.32.0.1{n}/24"))],
                 )?;
                 lab.route(&h, "default via 10.32.0.1")?;
-                let state = lab.dir().join(format!("{rs}-state"));
-                let state = state.to_string_lossy();
-                let argv = [
-                    bins.dirctl.as_str(),
-                    "realserver",
-                    "setup",
-                    "--mode",
-                    "tun",
-                    "--vip",
-                    TUN_VIP,
-                    "--decap",
-                    "userspace",
-                    "--state-dir",
-                    &state,
-                ];
-                let out = lab.exec(&h, &argv)?;
-                ensure!(
-                    out.status.success(),
-                    "{rs}: dirctl realserver setup: {}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                helpers.push(lab.spawn(
-                    &h,
-                    &[&bins.dirctl, "realserver", "decap", "--dev", "lvs-tun0"],
-                )?);
+                helpers.push(lab.tun_real_server(&h, &bins.dirctl, TUN_VIP.parse()?)?);
                 servers.push(nginx(&lab, &h, &rs)?);
             }
             (client, Some(dir), vec![format!("http://{TUN_VIP}")])

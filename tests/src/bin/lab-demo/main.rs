@@ -617,38 +617,12 @@ fn build_tun(lab: Lab, bins: &Bins) -> Result<Net> {
         &[(&front, "10.22.0.2/24")],
     )?;
     let (mut servers, mut udp_servers, mut helpers) = (Vec::new(), Vec::new(), Vec::new());
-    let vip = mode.vip().to_string();
     for n in 1..=2u8 {
         let name = format!("rs{n}");
         let cidr = format!("10.32.0.1{n}/24");
         let h = add_host(&lab, &mut hosts, &mut ifaces, &name, &[(&back, &cidr)])?;
         lab.route(&h, "default via 10.32.0.1")?;
-        let state = lab.dir().join(format!("{name}-state"));
-        let state = state.to_string_lossy();
-        let argv = [
-            bins.dirctl.as_str(),
-            "realserver",
-            "setup",
-            "--mode",
-            "tun",
-            "--vip",
-            &vip,
-            "--decap",
-            "userspace",
-            "--state-dir",
-            &state,
-        ];
-        let out = lab.exec(&h, &argv)?;
-        ensure!(
-            out.status.success(),
-            "{name}: dirctl realserver setup --mode tun: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        helpers.push(lab.spawn(
-            &h,
-            &[&bins.dirctl, "realserver", "decap", "--dev", "lvs-tun0"],
-        )?);
+        helpers.push(lab.tun_real_server(&h, &bins.dirctl, mode.vip())?);
         servers.push(nginx(&lab, &h, &name)?);
         udp_servers.push(lab.udp_echo(&h, mode.udp(), &name)?);
     }
