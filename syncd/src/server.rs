@@ -484,10 +484,33 @@ impl ConnSync for SyncService {
 }
 
 /// Sends a SyncError and ends the stream with the matching status.
+/// How long the last messages of a stream may wait for room. A peer that
+/// stopped reading (frozen, or its end of a cut link already gone) leaves
+/// the stream's windows and queue full, and a send would wait until TCP
+/// gives up, minutes later; meanwhile its session stays listed, and the
+/// same node reconnecting is refused as a duplicate of it.
+const CLOSE_SEND_WAIT: Duration = Duration::from_secs(1);
+
+/// Send the closing messages of a stream, waiting at most
+/// [`CLOSE_SEND_WAIT`] in all; `false` if they did not all fit in time.
+async fn send_closing(tx: &Out, msgs: Vec<Result<MasterMessage, Status>>) -> bool {
+    let all = async {
+        for m in msgs {
+            if tx.send(m).await.is_err() {
+                return;
+            }
+        }
+    };
+    let sent = tokio::time::timeout(CLOSE_SEND_WAIT, all).await.is_ok();
+    if !sent {
+        tracing::warn!("sync: the peer is not reading; stream dropped without its closing status");
+    }
+    sent
+}
+
 async fn refuse(tx: &Out, e: lb_proto::sync::SyncError) {
     let status = status_for(&e);
-    let _ = tx.send(Ok(mm(master_message::Msg::Error(e)))).await;
-    let _ = tx.send(Err(status)).await;
+    send_closing(tx, vec![Ok(mm(master_message::Msg::Error(e))), Err(status)]).await;
 }
 
 async fn run_stream(inner: Arc<Inner>, mut inbound: Streaming<SubscriberMessage>, tx: Out) {
@@ -641,7 +664,7 @@ async fn drive(
                     match error {
                         Some(e) => refuse(tx, e).await,
                         None => {
-                            let _ = tx.send(Err(Status::unavailable(reason))).await;
+                            send_closing(tx, vec![Err(Status::unavailable(reason))]).await;
                         }
                     }
                     return;

@@ -84,7 +84,16 @@ impl Master {
 }
 
 async fn start_master(table: Arc<MemTable>, tls: Option<TlsConfig>, serving: bool) -> Master {
-    let (server, publisher) = SyncServer::new(node("a"), table.clone(), master_cfg());
+    start_master_with(table, tls, serving, master_cfg()).await
+}
+
+async fn start_master_with(
+    table: Arc<MemTable>,
+    tls: Option<TlsConfig>,
+    serving: bool,
+    cfg: MasterConfig,
+) -> Master {
+    let (server, publisher) = SyncServer::new(node("a"), table.clone(), cfg);
     if serving {
         server.set_serving(true);
     }
@@ -633,5 +642,77 @@ async fn flush_returns_once_the_subscriber_has_everything_pushed() {
         "every event pushed before the flush is applied when it returns"
     );
     sub.shutdown().await;
+    m.stop();
+}
+
+/// A peer that stopped reading (frozen, or its end of a cut link gone)
+/// must not keep its session listed once the master closes the stream:
+/// the closing messages wait at most a second for room, so the same node
+/// reconnecting is accepted rather than refused as a duplicate of the
+/// stuck stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stopped_reading_does_not_block_its_reconnection() {
+    // A snapshot in small messages, far more than the HTTP/2 windows and
+    // the stream's queue hold together, so the master's sends to the
+    // silent peer fill up.
+    let table = Arc::new(MemTable::with_entries((0..100_000).map(mem::flow_entry)));
+    let cfg = MasterConfig {
+        max_message_bytes: 2048,
+        ..master_cfg()
+    };
+    let m = start_master_with(table.clone(), None, true, cfg).await;
+    let mut c = ConnSyncClient::connect(format!("http://{}", m.addr))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(hello(1)).await.unwrap();
+    // Held open and never read.
+    let _stuck = c
+        .subscribe(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    until("the silent peer is subscribed", 10, || {
+        !m.server.status().subscribers.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Step down and up: the old stream is closed, a new epoch serves.
+    m.server.set_serving(false);
+    m.server.set_serving(true);
+
+    // The same node comes back on a new connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut last = None;
+    loop {
+        let mut c = ConnSyncClient::connect(format!("http://{}", m.addr))
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(hello(1)).await.unwrap();
+        let mut s = c
+            .subscribe(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(5), s.message())
+            .await
+            .expect("bounded");
+        match first {
+            Ok(Some(MasterMessage {
+                msg: Some(master_message::Msg::Error(e)),
+            })) => last = Some(e),
+            Ok(Some(_)) => break,
+            other => panic!("neither accepted nor refused: {other:?}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused after 5 s: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(e) = last {
+        assert_eq!(e.code, SyncErrorCode::DuplicateSubscriber as i32, "{e:?}");
+    }
     m.stop();
 }
