@@ -118,6 +118,21 @@ fn cases() -> Vec<Case> {
             &["workers = 1000", "at most 32"],
         ),
         case(
+            // Each data interface runs `workers` threads, and all of them
+            // share 32 counter slots: refused here, not when the daemon
+            // starts its threads.
+            "too many workers for two interfaces",
+            format!(
+                "{BASE}\n[[interface]]\nname = \"eth1\"\naddress = \"10.12.0.2/24\"\n\n\
+                 [dataplane]\nworkers = 17\n"
+            ),
+            "t.toml:14:11:",
+            &[
+                "workers = 17",
+                "at most 16 per interface with 2 data interface(s)",
+            ],
+        ),
+        case(
             "zero max_connections",
             format!("{BASE}[dataplane]\nmax_connections = 0\n"),
             "t.toml:9:19:",

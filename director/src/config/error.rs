@@ -96,15 +96,21 @@ pub enum Problem {
     /// `workers = 0`.
     #[error(
         "workers = 0: the dataplane needs at least one worker thread \
-         (omit the key for one per CPU, minus one)"
+         (omit the key for the CPUs shared out among the data interfaces)"
     )]
     ZeroWorkers,
     /// More workers than the dataplane can account for.
-    #[error("workers = {workers} is out of range: at most {max} dataplane workers can run")]
+    #[error(
+        "workers = {workers} is out of range: at most {max} per interface with {interfaces} \
+         data interface(s) ({} worker threads in all)",
+        crate::dest::STAT_SLOTS
+    )]
     TooManyWorkers {
         /// The number given.
         workers: i64,
-        /// The dataplane's limit.
+        /// Data interfaces, each with `workers` threads.
+        interfaces: usize,
+        /// The most per interface.
         max: usize,
     },
     /// `max_connections` is zero, negative or absurdly large.

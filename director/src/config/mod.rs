@@ -141,7 +141,7 @@ impl Config {
         let src = Source { origin, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| src.syntax(&e))?;
         let node = raw.node.validate(&src)?;
-        let dataplane = raw.dataplane.validate(&src)?;
+        let dataplane = raw.dataplane.validate(&src, raw.interface.len())?;
         let mut timeouts = raw.timeouts.validate(&src)?;
         let interfaces = interface::validate_all(raw.interface, &src)?;
         let (mut services, health) = service::validate_all(raw.service, &interfaces, &src)?;

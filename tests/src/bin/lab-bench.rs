@@ -9,14 +9,16 @@
 //!
 //! - `direct`: no balancer; two wrk (`-t1 -c32`) hit rs1 and rs2 at once,
 //!   summed;
-//! - `dr`, `tun`, `nat`: directord (`workers = 1` per interface unless
-//!   `--workers`; its default receive ring unless `--rx-ring`) in the three LVS modes,
+//! - `dr`, `tun`, `nat`: directord (its default workers — the CPUs shared
+//!   out among the data interfaces — unless `--workers`; its default
+//!   receive ring unless `--rx-ring`) in the three LVS modes,
 //!   as `director/tests/directord_lab.rs` builds them (TUN: real servers
 //!   behind a router, `dirctl realserver decap`);
 //! - `nft`: nftables DNAT round robin (`numgen inc mod 2`), kernel
 //!   forwarding in the balancer namespace only, same two-NIC topology as
 //!   `nat`;
-//! - `haproxy`: HAProxy `mode tcp`, `balance roundrobin`, one thread, on the
+//! - `haproxy`: HAProxy `mode tcp`, `balance roundrobin`, as many threads
+//!   as CPUs, or `--workers` (`nbthread`), on the
 //!   VIP of the balancer's outside interface, same topology.
 //!
 //! Workloads: small page keep-alive, small page with `Connection: close`,
@@ -58,7 +60,8 @@ usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--sys
   --runs N          wrk runs per system and workload; the median is shown (default 3)
   --duration S      seconds per wrk run (default 8)
   --systems LIST    among direct,dr,tun,nat,nft,haproxy (default all)
-  --workers N       directord's workers per data interface (default 1)
+  --workers N       directord's workers per data interface and HAProxy's nbthread
+                    (default: directord's own, and one HAProxy thread per CPU)
   --rx-ring R       directord's receive ring, v2 or v3 (default: directord's own)
 Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this.";
 
@@ -157,16 +160,27 @@ struct Args {
 /// What the bench sets in directord's `[dataplane]`.
 #[derive(Debug, Clone, Default)]
 struct DaemonOpts {
-    /// `workers`; 1 when unset.
+    /// `workers`; directord's default when unset.
     workers: Option<usize>,
     /// `rx_ring`; directord's default when unset.
     rx_ring: Option<String>,
 }
 
 impl DaemonOpts {
+    /// HAProxy's `nbthread`: `--workers` when given, else one per CPU
+    /// (HAProxy's own default, and as many threads as directord's default
+    /// workers on a one-interface director).
+    fn threads(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
     /// The `[dataplane]` section.
     fn section(&self) -> String {
-        let mut s = format!("[dataplane]\nworkers = {}\n", self.workers.unwrap_or(1));
+        let mut s = match self.workers {
+            Some(n) => format!("[dataplane]\nworkers = {n}\n"),
+            None => "[dataplane]\n".to_owned(),
+        };
         if let Some(r) = &self.rx_ring {
             s.push_str(&format!("rx_ring = \"{r}\"\n"));
         }
@@ -314,8 +328,11 @@ fn bench(args: &Args) -> Result<()> {
         args.runs
     );
     println!(
-        "lab-bench: directord with workers = {} per interface, rx ring {}",
-        args.daemon.workers.unwrap_or(1),
+        "lab-bench: directord workers per interface {}, HAProxy nbthread {}, rx ring {}",
+        args.daemon
+            .workers
+            .map_or("(its default)".to_owned(), |n| n.to_string()),
+        args.daemon.threads(),
         args.daemon.rx_ring.as_deref().unwrap_or("(its default)")
     );
     let t0 = Instant::now();
@@ -590,11 +607,13 @@ table ip lbbench {
 }
 ";
 
-fn haproxy_config(dir: &str) -> String {
+/// HAProxy's configuration: `threads` threads (as many as directord's
+/// workers per interface, so the two userspace balancers get the same).
+fn haproxy_config(dir: &str, threads: usize) -> String {
     format!(
         "\
 global
-    nbthread 1
+    nbthread {threads}
     maxconn 4000
     pidfile {dir}/haproxy.pid
 defaults
@@ -741,7 +760,7 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
         (System::Haproxy, Some(h)) => {
             let dir = lab.dir().to_string_lossy().into_owned();
             let path = lab.unique_path("haproxy", ".cfg");
-            fs::write(&path, haproxy_config(&dir)).context("writing haproxy.cfg")?;
+            fs::write(&path, haproxy_config(&dir, d.threads())).context("writing haproxy.cfg")?;
             let p = path.to_string_lossy().into_owned();
             lab.exec_ok(h, &["haproxy", "-c", "-q", "-f", &p])?;
             let mut proc = lab.spawn(h, &["haproxy", "-db", "-f", &p])?;
