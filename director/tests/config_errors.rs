@@ -133,6 +133,12 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "unknown fanout",
+            format!("{BASE}[dataplane]\nfanout = \"rss\"\n"),
+            "t.toml:9:10:",
+            &["fanout = \"rss\"", "\"hash\"", "\"cpu\""],
+        ),
+        case(
             "zero max_connections",
             format!("{BASE}[dataplane]\nmax_connections = 0\n"),
             "t.toml:9:19:",

@@ -244,10 +244,13 @@ fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
         r#"
 [node]
 name = "nat-lab"
-# Two workers per interface: NAT's two directions meet in the shared
-# connection table whichever worker the fanout picks.
+# Two workers per interface, spread by receiving CPU and pinned: NAT's
+# two directions meet in the shared connection table whichever worker the
+# fanout picks, and a flow whose sender moves between CPUs moves between
+# workers too.
 [dataplane]
 workers = 2
+fanout = "cpu"
 [[interface]]
 name = "eth0"
 address = "10.23.0.2/24"

@@ -26,6 +26,7 @@ pub(crate) struct RawDataplane {
     tun_ttl: Option<Spanned<TtlValue>>,
     verify_checksums: Option<bool>,
     rx_ring: Option<Spanned<String>>,
+    fanout: Option<Spanned<String>>,
 }
 
 /// `tun_ttl` as written: a number, or `"inherit"`.
@@ -79,6 +80,27 @@ pub struct DataplaneSettings {
     /// arrives (default), `"v3"` batches frames in blocks handed over when
     /// full or 1 ms old.
     pub rx_ring: RingVersion,
+    /// How an interface's frames are spread over its workers: `"hash"`
+    /// (by flow, the default) or `"cpu"` (by the CPU the frame arrived on,
+    /// each worker pinned to its CPU).
+    pub fanout: WorkerFanout,
+}
+
+/// `[dataplane] fanout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerFanout {
+    /// By flow hash: a flow's frames in one direction reach one worker,
+    /// in order.
+    #[default]
+    Hash,
+    /// By the receiving CPU, worker *k* of each interface pinned to CPU
+    /// *k*: a frame is forwarded on the CPU that received it, so work that
+    /// one of our sends causes (a NAT client's ACKs, the real server's next
+    /// segments) wakes a worker on the same CPU instead of another CPU's.
+    /// This is the per-CPU layout of multi-queue NICs with RSS, where a
+    /// flow always arrives on one CPU; on veth a flow's CPU is its
+    /// sender's, which can move, so a flow may briefly be on two workers.
+    Cpu,
 }
 
 impl DataplaneSettings {
@@ -99,6 +121,7 @@ impl Default for DataplaneSettings {
             tun_ttl: OuterTtl::default(),
             verify_checksums: true,
             rx_ring: RingVersion::default(),
+            fanout: WorkerFanout::default(),
         }
     }
 }
@@ -187,6 +210,20 @@ impl RawDataplane {
                     return Err(src.invalid(
                         r.span(),
                         Problem::UnknownRxRing {
+                            value: other.to_owned(),
+                        },
+                    ));
+                }
+            };
+        }
+        if let Some(f) = self.fanout {
+            s.fanout = match f.get_ref().as_str() {
+                "hash" => WorkerFanout::Hash,
+                "cpu" => WorkerFanout::Cpu,
+                other => {
+                    return Err(src.invalid(
+                        f.span(),
+                        Problem::UnknownFanout {
                             value: other.to_owned(),
                         },
                     ));

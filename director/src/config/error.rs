@@ -142,6 +142,15 @@ pub enum Problem {
         /// The value given.
         value: String,
     },
+    /// `fanout` other than `"hash"` or `"cpu"`.
+    #[error(
+        "fanout = \"{value}\" is not a way to spread frames over workers: give \"hash\" \
+         (by flow, the default) or \"cpu\" (by receiving CPU, workers pinned)"
+    )]
+    UnknownFanout {
+        /// The value given.
+        value: String,
+    },
     /// A `[timeouts]` value outside what `ipvsadm --set` accepts.
     #[error(
         "timeout {name} = {secs} is out of range 1..={max} seconds \

@@ -68,7 +68,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use control::{ControlConfig, ControlTlsFiles, DEFAULT_CONTROL_LISTEN};
-pub use dataplane::{DataplaneSettings, MAX_CONNECTIONS_LIMIT};
+pub use dataplane::{DataplaneSettings, MAX_CONNECTIONS_LIMIT, WorkerFanout};
 pub use error::{ConfigError, Location, Problem};
 pub use health::{HealthProblem, MAX_COUNT, MAX_DELAY, MIN_INTERVAL};
 pub use interface::{InterfaceConfig, InterfaceVips};
@@ -341,6 +341,15 @@ address = "10.11.0.2/24"
         let text = format!("{MINIMAL}\n[dataplane]\ntun_ttl = \"inherit\"\n");
         let c = Config::parse(&text, "m.toml").unwrap();
         assert_eq!(c.dataplane().tun_ttl, OuterTtl::Inherit);
+    }
+
+    #[test]
+    fn fanout_is_by_flow_hash_unless_cpu_is_asked_for() {
+        let c = Config::parse(MINIMAL, "m.toml").unwrap();
+        assert_eq!(c.dataplane().fanout, WorkerFanout::Hash);
+        let text = format!("{MINIMAL}\n[dataplane]\nfanout = \"cpu\"\n");
+        let c = Config::parse(&text, "m.toml").unwrap();
+        assert_eq!(c.dataplane().fanout, WorkerFanout::Cpu);
     }
 
     #[test]

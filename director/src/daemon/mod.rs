@@ -37,6 +37,7 @@ use arc_swap::ArcSwap;
 use crate::arp::{ArpConfig, ArpResponder, GarpConfig};
 use crate::config::{
     Config, ControlConfig, MetricsConfig, SyncConfig, TimeoutSettings, VrrpInstanceConfig,
+    WorkerFanout,
 };
 use crate::conn::TableConfig;
 use crate::dataplane::{Dataplane, DataplaneConfig, IfaceId, Interface};
@@ -97,6 +98,8 @@ pub struct DaemonPlan {
     pub sync: Option<SyncConfig>,
     /// The workers' receive ring layout.
     pub rx_ring: RingVersion,
+    /// How each interface's frames are spread over its workers.
+    pub fanout: WorkerFanout,
     /// The control API's listener and access rules.
     pub control: ControlConfig,
     /// The Prometheus endpoint, if on.
@@ -133,6 +136,7 @@ impl DaemonPlan {
             vrrp: c.vrrp_instances().to_vec(),
             sync: c.sync().cloned(),
             rx_ring: d.rx_ring,
+            fanout: d.fanout,
             control: c.control().clone(),
             metrics: c.metrics().cloned(),
         }
@@ -380,6 +384,10 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                 verify_checksums: plan.verify_checksums,
                 sync: Arc::clone(&sync),
                 rx_ring: plan.rx_ring,
+                fanout: plan.fanout,
+                // Worker n of every interface on CPU n: what CPU n
+                // receives on any interface is forwarded there.
+                cpu: n,
             };
             let (dp, routes, filter, stop) = (
                 Arc::clone(&dp),

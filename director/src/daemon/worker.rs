@@ -20,6 +20,7 @@ use crate::io::{AfPacket, Fanout, FanoutMode, Filter, RingVersion, RxConfig, TxC
 use super::clock::Clock;
 use super::routes::Routes;
 use super::sync_side::SyncHook;
+use crate::config::WorkerFanout;
 
 /// The kernel filter for the workers, replaced when the services change.
 #[derive(Debug)]
@@ -61,6 +62,11 @@ pub struct WorkerSpec {
     pub sync: Arc<SyncHook>,
     /// The receive ring's layout.
     pub rx_ring: RingVersion,
+    /// How the interface's frames are spread over its workers.
+    pub fanout: WorkerFanout,
+    /// This worker's index on its interface: with `WorkerFanout::Cpu`, the
+    /// CPU it is pinned to (modulo the CPUs there are).
+    pub cpu: usize,
 }
 
 /// Run one worker until `stop` is set. Errors opening the sockets are
@@ -74,10 +80,24 @@ pub fn run(
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
+    if spec.fanout == WorkerFanout::Cpu {
+        pin(&spec);
+    }
     let opened = open(&spec, &filter);
     let _ = ready.send(opened.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
     let (mut rx, mut txs) = opened?;
     run_loop(spec, dp, routes, filter, clock, stop, &mut rx, &mut txs)
+}
+
+/// Pin the calling worker thread to its CPU. A failure (e.g. a cpuset
+/// that excludes that CPU) leaves it unpinned, which only costs speed.
+fn pin(spec: &WorkerSpec) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = spec.cpu % cpus;
+    match crate::io::pin_current_thread(cpu) {
+        Ok(()) => tracing::debug!("worker {} pinned to CPU {cpu}", spec.n),
+        Err(e) => tracing::warn!("worker {}: cannot pin to CPU {cpu}: {e}", spec.n),
+    }
 }
 
 /// Open the worker's receive ring and transmit queues.
@@ -88,7 +108,10 @@ fn open(spec: &WorkerSpec, filter: &SharedFilter) -> anyhow::Result<(AfPacket, V
         version: spec.rx_ring,
         fanout: Some(Fanout {
             group: spec.fanout_group,
-            mode: FanoutMode::Hash,
+            mode: match spec.fanout {
+                WorkerFanout::Hash => FanoutMode::Hash,
+                WorkerFanout::Cpu => FanoutMode::Cpu,
+            },
         }),
         filter: Some((**filter.filter.load()).clone()),
         ..RxConfig::default()

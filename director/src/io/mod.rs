@@ -19,6 +19,8 @@
 //!   (ICMP, ARP); errors are counted in [`TxStats`], never raised.
 //! - [`if_info`]: index, MAC, MTU of an interface; [`run_in_netns`]: open
 //!   sockets in another network namespace.
+//! - [`pin_current_thread`]: a worker pinned to the CPU whose frames it
+//!   takes (with [`FanoutMode::Cpu`]).
 //!
 //! A worker's loop:
 //!
@@ -72,6 +74,7 @@ pub use bpf::{Filter, FilterBuilder, FilterTooLong, MAX_INSNS, SockFilter, op};
 pub use error::IoError;
 pub use iface::{IfInfo, if_index, if_info};
 pub use netns::{netns_path, run_in_netns};
+pub use sys::pin_current_thread;
 pub use tpacket::{FrameMeta, Frames, RxFrame, VlanTag};
 pub use tx::{SCRATCH_LEN, TxBatch, TxConfig, TxQueue, TxStats};
 pub use wake::Wake;

@@ -226,6 +226,21 @@ pub(crate) fn poll_in_or_wake(
     check(ret).map(|n| if n == 0 { 0 } else { pfds[0].revents })
 }
 
+/// Pins the calling thread to `cpu` (sched_setaffinity(2)).
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set (plain bits).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE, checked above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a live cpu_set_t of the size passed; the call only
+    // reads it. Pid 0 is the calling thread.
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    check(ret).map(drop)
+}
+
 /// A non-blocking, close-on-exec eventfd.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes no pointers; a non-negative result is a new fd

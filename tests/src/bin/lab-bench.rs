@@ -27,7 +27,7 @@
 //!
 //! ```text
 //! lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
-//!           [--workers N] [--rx-ring v2|v3]
+//!           [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu]
 //! ```
 //!
 //! Needs root, wrk, nft, haproxy, nginx; `deploy/bench/lab.sh` installs
@@ -53,7 +53,7 @@ use lab_tests::{
 
 const USAGE: &str = "\
 usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
-                 [--workers N] [--rx-ring v2|v3]
+                 [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu]
 
   --directord PATH  the directord binary (target/release/directord)
   --dirctl PATH     the dirctl binary (target/release/dirctl)
@@ -63,6 +63,7 @@ usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--sys
   --workers N       directord's workers per data interface and HAProxy's nbthread
                     (default: directord's own, and one HAProxy thread per CPU)
   --rx-ring R       directord's receive ring, v2 or v3 (default: directord's own)
+  --fanout F        how directord spreads frames over workers, hash or cpu (default: its own)
 Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this.";
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,6 +165,8 @@ struct DaemonOpts {
     workers: Option<usize>,
     /// `rx_ring`; directord's default when unset.
     rx_ring: Option<String>,
+    /// `fanout`; directord's default when unset.
+    fanout: Option<String>,
 }
 
 impl DaemonOpts {
@@ -183,6 +186,9 @@ impl DaemonOpts {
         };
         if let Some(r) = &self.rx_ring {
             s.push_str(&format!("rx_ring = \"{r}\"\n"));
+        }
+        if let Some(f) = &self.fanout {
+            s.push_str(&format!("fanout = \"{f}\"\n"));
         }
         s
     }
@@ -241,6 +247,11 @@ fn parse_args() -> Result<Args> {
                 let r = value()?;
                 ensure!(r == "v2" || r == "v3", "--rx-ring: v2 or v3");
                 a.daemon.rx_ring = Some(r);
+            }
+            "--fanout" => {
+                let f = value()?;
+                ensure!(f == "hash" || f == "cpu", "--fanout: hash or cpu");
+                a.daemon.fanout = Some(f);
             }
             "-h" | "--help" => a.help = true,
             _ => bail!("unknown argument `{arg}`"),
@@ -328,12 +339,13 @@ fn bench(args: &Args) -> Result<()> {
         args.runs
     );
     println!(
-        "lab-bench: directord workers per interface {}, HAProxy nbthread {}, rx ring {}",
+        "lab-bench: directord workers per interface {}, HAProxy nbthread {}, rx ring {}, fanout {}",
         args.daemon
             .workers
             .map_or("(its default)".to_owned(), |n| n.to_string()),
         args.daemon.threads(),
-        args.daemon.rx_ring.as_deref().unwrap_or("(its default)")
+        args.daemon.rx_ring.as_deref().unwrap_or("(its default)"),
+        args.daemon.fanout.as_deref().unwrap_or("(its default)")
     );
     let t0 = Instant::now();
     let mut cells: BTreeMap<(System, Workload), Cell> = BTreeMap::new();
