@@ -116,6 +116,9 @@ pub struct DataplaneConfig {
     pub tun_ttl: OuterTtl,
     /// Connection table sizing.
     pub table: TableConfig,
+    /// The interfaces' names, by [`IfaceId`], for status pages (empty
+    /// where the caller has none, e.g. in benches).
+    pub names: Vec<String>,
 }
 
 impl DataplaneConfig {
@@ -126,6 +129,7 @@ impl DataplaneConfig {
             ifaces: vec![Interface { mac, ip, mtu: 1500 }],
             tun_ttl: OuterTtl::default(),
             table: TableConfig::default(),
+            names: Vec::new(),
         }
     }
 }
@@ -168,7 +172,18 @@ pub struct Dataplane {
     /// (never creating one) while the new master's gratuitous ARP reaches
     /// the clients: a packet sent to our MAC in that window is not lost.
     draining: AtomicBool,
+    /// Frames received and sent by each worker, by counter slot.
+    io: Box<[IoSlot; STAT_SLOTS]>,
     cfg: DataplaneConfig,
+}
+
+/// One worker's frame counters, on a cache line of its own so that
+/// workers never write the same line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct IoSlot {
+    rx: AtomicU64,
+    tx: AtomicU64,
 }
 
 impl Dataplane {
@@ -183,8 +198,29 @@ impl Dataplane {
             drops: DropCounters::new(),
             active: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            io: Box::new(std::array::from_fn(|_| IoSlot::default())),
             cfg,
         }
+    }
+
+    /// Worker threads running now (each holds a counter slot).
+    pub fn workers(&self) -> usize {
+        STAT_SLOTS
+            - self
+                .free_slots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+    }
+
+    /// Frames the workers have received and sent since start, in all.
+    pub fn io_totals(&self) -> (u64, u64) {
+        self.io.iter().fold((0, 0), |(rx, tx), s| {
+            (
+                rx + s.rx.load(Ordering::Relaxed),
+                tx + s.tx.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Replace the service configuration with `specs`, all or nothing.
@@ -329,6 +365,14 @@ impl Worker {
                 rng: seed | 1,
             },
         })
+    }
+
+    /// Count frames this worker received and sent (once per batch, not per
+    /// frame: two relaxed adds on a line no other worker writes).
+    pub fn count_io(&self, received: u64, sent: u64) {
+        let s = &self.dp.io[self.slot.index()];
+        s.rx.fetch_add(received, Ordering::Relaxed);
+        s.tx.fetch_add(sent, Ordering::Relaxed);
     }
 
     /// The shared dataplane.

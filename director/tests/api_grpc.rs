@@ -767,7 +767,20 @@ async fn connections_are_listed_filtered_and_paged_and_counters_zeroed() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(count(synced), 0, "nothing is learned from sync yet");
+    assert_eq!(
+        count(synced),
+        0,
+        "every entry here was scheduled by this node, none learned from sync"
+    );
+    let local = c
+        .list_connections(ctl::ListConnectionsRequest {
+            only_local: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(count(local), 8, "all of them local");
     // A token is bound to its filters.
     let first = c
         .list_connections(page(String::new(), 2, true))

@@ -563,7 +563,7 @@ fn dirctl_watch_prints_one_block_per_snapshot_when_not_a_terminal() {
         assert_eq!(lines[2], "sync: not configured");
         assert_eq!(
             lines[3],
-            "connections: 0 (active 0, inactive 0, templates 0)"
+            "connections: 0 (active 0, inactive 0, templates 0, synced 0)"
         );
     }
     let table: Vec<&str> = blocks[1].lines().collect();

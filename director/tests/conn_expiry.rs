@@ -244,9 +244,22 @@ fn records_round_trip_through_import() {
     }
     let got = b.get(&c1.key(), Millis(50_000)).unwrap();
     let sent = a.get(&c1.key(), Millis(2_000)).unwrap();
+    assert!(
+        got.flags.synced && !sent.flags.synced,
+        "the importer marks what it learned from sync; the sender scheduled it"
+    );
+    let mut learned = sent;
+    learned.flags.synced = true;
     assert_eq!(
-        got, sent,
+        got, learned,
         "same flow, state, remaining timeout and template link"
+    );
+    assert_eq!(
+        (
+            a.synced_count(Millis(2_000)),
+            b.synced_count(Millis(50_000))
+        ),
+        (0, 2)
     );
     assert_eq!(got.state, ConnState::Tcp(TcpState::Established));
     assert!(got.template.is_some());

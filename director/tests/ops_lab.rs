@@ -303,6 +303,38 @@ fn metrics_of_a_running_director_match_its_listing() -> Result<()> {
     );
     assert!(value(&m, "lvs_health_checks_total") >= 2.0);
     assert!(m.contains_key("lvs_dataplane_drops_total{reason=\"no_connection\"}"));
+    // Every packet scheduled to a real server came through a worker's ring
+    // and went out again; status shows the same counters (read after the
+    // scrape, so never smaller).
+    let forwarded: f64 = [RS1, RS2]
+        .iter()
+        .map(|rs| {
+            value(
+                &m,
+                &rs_series("lvs_real_server_packets_total", rs, ",direction=\"in\""),
+            )
+        })
+        .sum();
+    let frames_in = value(&m, "lvs_dataplane_frames_total{direction=\"in\"}");
+    let frames_out = value(&m, "lvs_dataplane_frames_total{direction=\"out\"}");
+    assert!(
+        frames_in >= forwarded && frames_out >= forwarded,
+        "frames in {frames_in}, out {frames_out}, forwarded {forwarded}"
+    );
+    let workers = value(&m, "lvs_dataplane_workers");
+    assert!(workers >= 1.0, "{workers} workers");
+    let status = o.director.dirctl(&o.lab, &["status"])?;
+    let line = status
+        .lines()
+        .find(|l| l.contains("worker(s) on eth0 (af_packet)"))
+        .with_context(|| format!("no worker line in:\n{status}"))?;
+    let n: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(',').parse().ok())
+        .collect();
+    assert_eq!(n.len(), 3, "workers, frames in, frames out: {line}");
+    assert_eq!(n[0], workers, "{line}");
+    assert!(n[1] >= frames_in && n[2] >= frames_out, "{line}");
     for family in [
         "lvs_real_server_connections",
         "lvs_vrrp_state",

@@ -209,6 +209,21 @@ fn manual_failover_status_and_replicated_rules() -> Result<()> {
                 && b.dirctl(&p.lab, &["status"])?.contains(", 200 connections"))
         },
     )?;
+    // The master scheduled its 200 flows; the backup learned its 200 from
+    // the sync stream, and says so.
+    let synced = |d: &Directord| -> Result<String> {
+        let line = p.status_line(d, "connections:")?;
+        Ok(line
+            .rsplit_once("synced ")
+            .map(|(_, n)| n.trim_end_matches(')').to_owned())
+            .unwrap_or_default())
+    };
+    ensure!(synced(&a)? == "0", "{}", p.status_line(&a, "connections:")?);
+    ensure!(
+        synced(&b)? == "200",
+        "{}",
+        p.status_line(&b, "connections:")?
+    );
     let out = a.dirctl(&p.lab, &["failover"])?;
     println!("dirctl failover on director-a:\n{out}");
     ensure!(out.starts_with("failover completed in "), "{out}");

@@ -126,9 +126,7 @@ impl Filter {
         if rec.flags.template && !self.include_templates {
             return false;
         }
-        // Nothing in this table is learned from sync yet: every entry is
-        // local.
-        if self.only_synced {
+        if (self.only_synced && !rec.flags.synced) || (self.only_local && rec.flags.synced) {
             return false;
         }
         if let Some(key) = self.service {

@@ -332,6 +332,9 @@ pub fn to_conn_entry(rec: &ConnRecord, prefix: Option<u8>, dest_removed: bool) -
     if dest_removed {
         flags |= pb::ConnFlag::DestRemoved as u32;
     }
+    if rec.flags.synced {
+        flags |= pb::ConnFlag::Synced as u32;
+    }
     pb::ConnEntry {
         protocol: to_protocol(rec.protocol) as i32,
         client: Some(to_endpoint(rec.client)),
@@ -430,6 +433,7 @@ pub fn conn_record(e: &pb::ConnEntry) -> Result<ConnRecord, String> {
             template: flag(pb::ConnFlag::Template),
             inactive: flag(pb::ConnFlag::Inactive),
             no_output: flag(pb::ConnFlag::NoOutput),
+            synced: flag(pb::ConnFlag::Synced),
         },
         template: e.template.as_ref().map(template_key).transpose()?,
     })

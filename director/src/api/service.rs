@@ -199,6 +199,7 @@ pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
         })
         .collect();
     drops.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
+    let (rx_packets, tx_packets) = st.dp.io_totals();
     ctl::NodeStatus {
         node_name: st.node.clone(),
         node_id: String::new(),
@@ -212,7 +213,7 @@ pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
             active,
             inactive,
             templates: conns.template_count() as u64,
-            synced: 0,
+            synced: conns.synced_count(st.now()) as u64,
         }),
         config_version: table.version(),
         dataplane: Some(ctl::DataplaneStatus {
@@ -223,11 +224,11 @@ pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
             } else {
                 ctl::DataplaneMode::Standby
             } as i32,
-            io_backend: String::new(),
-            workers: 0,
-            interfaces: Vec::new(),
-            rx_packets: 0,
-            tx_packets: 0,
+            io_backend: "af_packet".to_owned(),
+            workers: st.dp.workers() as u32,
+            interfaces: st.dp.config().names.clone(),
+            rx_packets,
+            tx_packets,
             dropped_packets: st.dp.drops().total(),
             drops,
         }),

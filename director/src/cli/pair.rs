@@ -62,6 +62,17 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
         s.config_version
     );
     let _ = writeln!(o, "dataplane: {mode}");
+    if let Some(d) = s.dataplane.as_ref().filter(|d| d.workers > 0) {
+        let _ = writeln!(
+            o,
+            "  {} worker(s) on {} ({}), {} frames in, {} out",
+            d.workers,
+            d.interfaces.join(", "),
+            d.io_backend,
+            d.rx_packets,
+            d.tx_packets
+        );
+    }
     if let Some(d) = s.dataplane.as_ref().filter(|d| d.dropped_packets > 0) {
         let reasons: Vec<String> = d
             .drops
@@ -183,8 +194,8 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
     if let Some(c) = &s.connections {
         let _ = writeln!(
             o,
-            "connections: {} (active {}, inactive {}, templates {})",
-            c.total, c.active, c.inactive, c.templates
+            "connections: {} (active {}, inactive {}, templates {}, synced {})",
+            c.total, c.active, c.inactive, c.templates, c.synced
         );
     }
     o
@@ -306,6 +317,11 @@ mod tests {
             }],
             dataplane: Some(ctl::DataplaneStatus {
                 mode: ctl::DataplaneMode::Active as i32,
+                io_backend: "af_packet".into(),
+                workers: 2,
+                interfaces: vec!["eth0".into(), "eth1".into()],
+                rx_packets: 1200,
+                tx_packets: 1193,
                 dropped_packets: 7,
                 drops: vec![
                     ctl::DropCounter {
@@ -317,7 +333,6 @@ mod tests {
                         packets: 2,
                     },
                 ],
-                ..Default::default()
             }),
             sync: Some(ctl::SyncStatus {
                 role: ctl::SyncRole::Master as i32,
@@ -359,6 +374,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dataplane: active"), "{text}");
+        assert!(
+            text.contains("  2 worker(s) on eth0, eth1 (af_packet), 1200 frames in, 1193 out"),
+            "{text}"
+        );
         assert!(
             text.contains("  dropped 7 frames: standby 5, no_connection 2"),
             "{text}"

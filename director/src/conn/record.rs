@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use super::key::{ConnKey, FlowKey, TemplateKey};
 use super::state::{ConnState, TcpState};
 use super::table::{
-    ConnTable, Entry, F_INACTIVE, F_NOOUTPUT, K_NAT, K_TEMPLATE, K_TPL_ALLPORTS, Link, NO_LINK,
-    STATE_MASK, class_of,
+    ConnTable, Entry, F_INACTIVE, F_NOOUTPUT, K_NAT, K_SYNCED, K_TEMPLATE, K_TPL_ALLPORTS, Link,
+    NO_LINK, STATE_MASK, class_of,
 };
 use super::timeouts::TEMPLATE_RECHECK;
 use crate::dest::{ConnClass, Dest};
@@ -42,6 +42,9 @@ pub struct RecordFlags {
     pub inactive: bool,
     /// No reply seen yet: TCP transitions use the INPUT_ONLY table.
     pub no_output: bool,
+    /// Learned from the peer's sync stream rather than scheduled here.
+    /// Set by [`ConnTable::import`] whatever the record says.
+    pub synced: bool,
 }
 
 /// Everything needed to keep forwarding one flow on another node.
@@ -109,6 +112,7 @@ impl Entry {
                 template: self.is_template(),
                 inactive: st & F_INACTIVE != 0,
                 no_output: st & F_NOOUTPUT != 0,
+                synced: self.kind & K_SYNCED != 0,
             },
             template: self.template_key(),
         }
@@ -221,7 +225,7 @@ impl ConnTable {
                 link_shard: 0,
                 link_prefix: 0,
                 state: AtomicU8::new(rec.state.code()),
-                kind: K_TEMPLATE,
+                kind: K_TEMPLATE | K_SYNCED,
             },
         );
         self.template_added();
@@ -293,7 +297,7 @@ impl ConnTable {
                 release.extend(link);
                 break 'locked Err(ImportError::TableFull);
             }
-            let mut kind = 0;
+            let mut kind = K_SYNCED;
             if dest.method() == ForwardMethod::Masquerade {
                 kind |= K_NAT;
             }

@@ -64,6 +64,9 @@ pub(crate) const K_RETIRED: u8 = 0x02;
 pub(crate) const K_NAT: u8 = 0x04;
 /// This connection's template covers every port (virtual port 0).
 pub(crate) const K_TPL_ALLPORTS: u8 = 0x08;
+/// Learned from the peer's sync stream, not scheduled here
+/// (`IP_VS_CONN_F_BACKUP`).
+pub(crate) const K_SYNCED: u8 = 0x10;
 
 /// No template link.
 pub(crate) const NO_LINK: u32 = u32::MAX;
@@ -784,6 +787,20 @@ impl ConnTable {
             }
         }
         report
+    }
+
+    /// Live entries learned from the peer's sync stream: a walk of the
+    /// whole table under each shard's read lock in turn, for status pages,
+    /// never the packet path.
+    pub fn synced_count(&self, now: Millis) -> usize {
+        (0..self.shards.len())
+            .map(|shard| {
+                let g = self.read(shard);
+                g.entries()
+                    .filter(|(_, e)| e.kind & K_SYNCED != 0 && e.is_live(now))
+                    .count()
+            })
+            .sum()
     }
 
     /// Every live entry as a record, templates first (so that an importer

@@ -321,6 +321,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
     }
     let cfg = DataplaneConfig {
         ifaces,
+        names: plan.ifaces.iter().map(|p| p.name.clone()).collect(),
         tun_ttl: plan.tun_ttl,
         table: TableConfig {
             max_entries: plan.max_connections,

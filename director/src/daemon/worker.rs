@@ -169,8 +169,11 @@ fn run_loop(
             }
         };
         let now = clock.now();
+        let sent_before = sent(txs);
+        let mut received = 0u64;
         let mut batches: Vec<_> = txs.iter_mut().map(|q| q.batch()).collect();
         for frame in block.frames() {
+            received += 1;
             let meta = frame.meta;
             if meta.truncated() {
                 // Larger than the ring's frame: an offload-merged frame we
@@ -196,6 +199,12 @@ fn run_loop(
         }
         // Batches flush on drop, before the block goes back to the kernel.
         drop(batches);
+        worker.count_io(received, sent(txs) - sent_before);
     }
     Ok(())
+}
+
+/// Frames the kernel has accepted from these queues since they opened.
+fn sent(txs: &[TxQueue]) -> u64 {
+    txs.iter().map(|q| q.stats().frames).sum()
 }

@@ -319,6 +319,22 @@ fn encode_node(state: &ControlState, enc: &mut DescriptorEncoder<'_>) -> fmt::Re
         "Bound of the connection table ([dataplane] max_connections).",
         [(vec![], conns.max_entries() as u64)],
     )?;
+    let (rx, tx) = state.dp.io_totals();
+    counter(
+        enc,
+        "lvs_dataplane_frames",
+        "Frames the dataplane workers received from their rings (in) and the kernel accepted from them (out).",
+        [
+            (vec![("direction", "in".to_owned())], rx),
+            (vec![("direction", "out".to_owned())], tx),
+        ],
+    )?;
+    gauge(
+        enc,
+        "lvs_dataplane_workers",
+        "Dataplane worker threads running.",
+        [(vec![], state.dp.workers() as u64)],
+    )?;
     counter(
         enc,
         "lvs_dataplane_drops",
@@ -841,6 +857,8 @@ mod tests {
             "lvs_real_server_health{protocol=\"tcp\",vip=\"10.0.0.100:80\",real_server=\"10.0.0.11:80\",method=\"dr\",state=\"unchecked\"} 1",
             "lvs_service_packets_total{protocol=\"tcp\",vip=\"10.0.0.100:80\",direction=\"in\"} 0",
             "lvs_dataplane_drops_total{reason=\"standby\"} 0",
+            "lvs_dataplane_frames_total{direction=\"in\"} 0",
+            "lvs_dataplane_workers 0",
             "lvs_forwarding 0",
             "lvs_build_info{node=\"node-a\",version=\"0.1.0\"} 1",
             "# EOF",
