@@ -202,7 +202,8 @@ pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
     let (rx_packets, tx_packets) = st.dp.io_totals();
     ctl::NodeStatus {
         node_name: st.node.clone(),
-        node_id: String::new(),
+        // The sync protocol identifies a node by its configured name.
+        node_id: st.node.clone(),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_ms: u64::try_from(st.uptime().as_millis()).unwrap_or(u64::MAX),
         now_unix_ms: unix_now_ms(),
