@@ -11,7 +11,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use lab_tests::modes::Mode;
+use lab_tests::modes::{self, Mode};
 use lab_tests::{
     Balancer, Directord, Host, HttpServer, Lab, LabChild, LvsLab, LvsOptions, UdpAsk, UdpServer,
 };
@@ -225,7 +225,7 @@ impl ModeLab {
             director,
             servers,
             base: base.into(),
-            udp: SocketAddrV4::new(mode.vip(), 53),
+            udp: SocketAddrV4::new(modes::vip(mode), 53),
             _helpers: (udp_servers, decaps),
         })
     }

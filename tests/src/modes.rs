@@ -24,36 +24,45 @@ use crate::lab::{Host, Iface, Lab, Segment};
 use crate::process::LabChild;
 use crate::udp::UdpServer;
 
-/// The forwarding method a lab is built for.
+/// The forwarding method of a lab's service (these labs' and the pair's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Direct routing: everyone on one segment.
+    /// Direct routing: real servers on the client's segment.
     Dr,
     /// IPIP tunnelling to real servers behind a router.
     Tun,
-    /// Masquerading between an outside and an inside segment.
+    /// Masquerading, real servers behind the director's second NIC.
     Nat,
 }
 
 impl Mode {
-    /// The service's VIP.
-    pub fn vip(self) -> Ipv4Addr {
+    /// `dr`, `tun`, `nat` (the config's method names).
+    pub fn name(self) -> &'static str {
         match self {
-            Mode::Dr => Ipv4Addr::new(10, 21, 0, 100),
-            Mode::Tun => Ipv4Addr::new(10, 22, 0, 100),
-            Mode::Nat => Ipv4Addr::new(10, 23, 0, 100),
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+            Mode::Nat => "nat",
         }
     }
+}
 
-    /// Where the real servers' UDP echo servers listen. A DR or TUN real
-    /// server's binds the VIP, so that its replies leave from the VIP
-    /// (bound to 0.0.0.0 it would answer from its own address and the
-    /// client would drop the reply); NAT's port 53 maps to 5353.
-    pub fn udp_bind(self) -> SocketAddrV4 {
-        match self {
-            Mode::Nat => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353),
-            _ => SocketAddrV4::new(self.vip(), 53),
-        }
+/// The VIP of `mode`'s single-director lab.
+pub fn vip(mode: Mode) -> Ipv4Addr {
+    match mode {
+        Mode::Dr => Ipv4Addr::new(10, 21, 0, 100),
+        Mode::Tun => Ipv4Addr::new(10, 22, 0, 100),
+        Mode::Nat => Ipv4Addr::new(10, 23, 0, 100),
+    }
+}
+
+/// Where the real servers' UDP echo servers listen in `mode`'s lab. A DR
+/// or TUN real server's binds the VIP, so that its replies leave from the
+/// VIP (bound to 0.0.0.0 it would answer from its own address and the
+/// client would drop the reply); NAT's port 53 maps to 5353.
+pub fn udp_bind(mode: Mode) -> SocketAddrV4 {
+    match mode {
+        Mode::Nat => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353),
+        _ => SocketAddrV4::new(vip(mode), 53),
     }
 }
 
@@ -79,7 +88,7 @@ pub struct LvsOptions {
     /// Size of each real server's `/big.bin` in MiB; 0 serves none.
     pub big_mib: u32,
     /// Whether the real servers also run a UDP echo server (on
-    /// [`Mode::udp_bind`]).
+    /// [`udp_bind`]).
     pub udp: bool,
     /// `dirctl`, for the TUN real servers' setup and decapsulator.
     pub dirctl: String,
@@ -120,15 +129,15 @@ impl LvsLab {
             hosts: Vec::new(),
             ifaces: Vec::new(),
         };
-        let (client, director, rs_net, rs_gateway) = match mode {
+        let front = match mode {
             Mode::Dr => b.dr(opts.balancer)?,
             Mode::Tun => b.tun(opts.balancer)?,
             Mode::Nat => b.nat(opts.balancer)?,
         };
         let mut lvs = LvsLab {
             mode,
-            client,
-            director,
+            client: front.client,
+            director: front.director,
             hosts: b.hosts,
             ifaces: b.ifaces,
             servers: Vec::new(),
@@ -137,7 +146,7 @@ impl LvsLab {
             lab: b.lab,
         };
         for n in 1..=2u8 {
-            lvs.real_server(n, &rs_net, rs_gateway, opts)?;
+            lvs.real_server(n, &front.rs_net, front.rs_gateway, opts)?;
         }
         for i in &lvs.ifaces {
             // With them on, a veth hands an AF_PACKET reader merged 64 KiB
@@ -167,10 +176,10 @@ impl LvsLab {
         }
         match self.mode {
             Mode::Dr if opts.balancer != Balancer::None => {
-                lab.dr_real_server(&h, self.mode.vip())?;
+                lab.dr_real_server(&h, vip(self.mode))?;
             }
             Mode::Tun => {
-                let decap = lab.tun_real_server(&h, &opts.dirctl, self.mode.vip())?;
+                let decap = lab.tun_real_server(&h, &opts.dirctl, vip(self.mode))?;
                 self.decaps.push(decap);
             }
             _ => {}
@@ -182,24 +191,31 @@ impl LvsLab {
         self.servers
             .push(lab.nginx_with(&h, listen, &name, &nginx)?);
         if opts.udp {
-            let echo = lab.udp_echo(&h, self.mode.udp_bind(), &name)?;
+            let echo = lab.udp_echo(&h, udp_bind(self.mode), &name)?;
             self.udp_servers.push(echo);
         }
         Ok(())
     }
 }
 
-/// The hosts built so far, in order, while the real servers' segment is
-/// being made.
+/// The lab while the hosts in front of the real servers are built, with
+/// the hosts and interfaces made so far.
 struct Builder {
     lab: Lab,
     hosts: Vec<Host>,
     ifaces: Vec<Iface>,
 }
 
-/// The client, the director's place, and where the real servers go: their
-/// segment and default gateway.
-type Front = (Host, Option<Host>, Segment, Option<Ipv4Addr>);
+/// The hosts in front of the real servers, and where those go.
+struct Front {
+    client: Host,
+    director: Option<Host>,
+    /// The real servers' segment.
+    rs_net: Segment,
+    /// The real servers' default gateway, when the client is on another
+    /// segment.
+    rs_gateway: Option<Ipv4Addr>,
+}
 
 impl Builder {
     /// A host named `name` with one interface per `(segment, cidr)`, in
@@ -223,7 +239,12 @@ impl Builder {
             Balancer::Kernel(_) => bail!("DR has no kernel balancer"),
             Balancer::None => None,
         };
-        Ok((client, director, lan, None))
+        Ok(Front {
+            client,
+            director,
+            rs_net: lan,
+            rs_gateway: None,
+        })
     }
 
     /// LVS-TUN: the real servers are off-link behind a router; the director
@@ -242,12 +263,12 @@ impl Builder {
         self.lab.enable_forwarding(&router)?;
         let client = self.host("client", &[(&front, "10.22.0.10/24")])?;
         let director = self.host(name, &[(&front, "10.22.0.2/24")])?;
-        Ok((
+        Ok(Front {
             client,
-            Some(director),
-            back,
-            Some(Ipv4Addr::new(10, 32, 0, 1)),
-        ))
+            director: Some(director),
+            rs_net: back,
+            rs_gateway: Some(Ipv4Addr::new(10, 32, 0, 1)),
+        })
     }
 
     /// LVS-NAT, the classic two-NIC set-up: the client outside, the real
@@ -264,11 +285,15 @@ impl Builder {
         };
         let director = self.host(name, &[(&outside, "10.23.0.2/24"), (&inside, inside_cidr)])?;
         if let Balancer::Kernel(_) = balancer {
-            let vip = format!("{}/32", Mode::Nat.vip());
+            let vip = format!("{}/32", vip(Mode::Nat));
             self.lab
                 .ip(&director, &["addr", "add", &vip, "dev", "eth0"])?;
         }
-        let gateway = Ipv4Addr::new(10, 33, 0, 1);
-        Ok((client, Some(director), inside, Some(gateway)))
+        Ok(Front {
+            client,
+            director: Some(director),
+            rs_net: inside,
+            rs_gateway: Some(Ipv4Addr::new(10, 33, 0, 1)),
+        })
     }
 }

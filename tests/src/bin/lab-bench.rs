@@ -137,7 +137,7 @@ impl System {
     fn targets(self) -> Vec<String> {
         match self {
             System::Direct => vec!["http://10.21.0.11".into(), "http://10.21.0.12".into()],
-            _ => vec![format!("http://{}", self.mode().vip())],
+            _ => vec![format!("http://{}", modes::vip(self.mode()))],
         }
     }
 

@@ -129,7 +129,7 @@ impl Mode {
     }
 
     fn vip(self) -> Ipv4Addr {
-        self.lvs().vip()
+        modes::vip(self.lvs())
     }
 
     /// The virtual HTTP port.
