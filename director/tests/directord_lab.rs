@@ -7,40 +7,22 @@
 //! has a deadline, and the lab (namespaces, processes) is removed on every
 //! exit path by the harness.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use lab_tests::{Directord, Host, HttpServer, Iface, Lab, NginxOptions, UdpAsk};
+use lab_tests::modes::{self, Mode};
+use lab_tests::{
+    Balancer, Directord, Host, HttpServer, Lab, LabChild, LvsLab, LvsOptions, UdpAsk, UdpServer,
+};
 
 const DIRECTORD: &str = env!("CARGO_BIN_EXE_directord");
 const DIRCTL: &str = env!("CARGO_BIN_EXE_dirctl");
-
-/// The binaries under test.
-/// Turn off the offloads that make veth hand over merged frames, on every
-/// interface given (both ends of the path must do it).
-fn no_offloads(lab: &Lab, ifaces: &[&Iface]) -> Result<()> {
-    for i in ifaces {
-        lab.disable_offloads(i)?;
-    }
-    Ok(())
-}
 
 /// `n` requests from `client` to `url`; returns the names of the real
 /// servers that answered, in order. Every request must succeed.
 fn requests(lab: &Lab, client: &Host, url: &str, n: usize) -> Result<Vec<String>> {
     lab.names_of_requests(client, url, n)
-}
-
-/// nginx on every address of `host` (DR and TUN real servers receive on
-/// the VIP), with a /big.bin of `big_mib` MiB.
-fn start_nginx(lab: &Lab, host: &Host, port: u16, name: &str, big_mib: u32) -> Result<HttpServer> {
-    lab.nginx_with(
-        host,
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
-        name,
-        &NginxOptions { big_mib },
-    )
 }
 
 /// One lab for one LVS mode: a client, a director, two real servers with
@@ -54,6 +36,24 @@ struct ModeLab {
     base: String,
     /// VIP and port of the UDP service.
     udp: SocketAddrV4,
+    /// The real servers' UDP echo servers and TUN decapsulators, held only
+    /// to keep them running.
+    _helpers: (Vec<UdpServer>, Vec<LabChild>),
+}
+
+/// `mode`'s lab (see `lab_tests::modes`) with both real servers serving
+/// HTTP, with a /big.bin of `big_mib` MiB, and UDP; directord not started.
+fn build(name: &str, mode: Mode, big_mib: u32) -> Result<Option<LvsLab>> {
+    let Some(lab) = Lab::new_or_skip(name)? else {
+        return Ok(None);
+    };
+    let opts = LvsOptions {
+        balancer: Balancer::Directord("director"),
+        big_mib,
+        udp: true,
+        dirctl: DIRCTL.into(),
+    };
+    LvsLab::build(lab, mode, &opts).map(Some)
 }
 
 /// Which real-server names answered, counted.
@@ -91,37 +91,10 @@ scheduler = "rr"
 
 /// LVS-DR: everyone on one segment; real servers hold the VIP on lo.
 fn dr_lab(name: &str, config: &str, big_mib: u32) -> Result<Option<ModeLab>> {
-    let Some(lab) = Lab::new_or_skip(name)? else {
+    let Some(net) = build(name, Mode::Dr, big_mib)? else {
         return Ok(None);
     };
-    let lan = lab.segment("lan", "10.21.0.0/24")?;
-    let vip = Ipv4Addr::new(10, 21, 0, 100);
-    let client = lab.host("client")?;
-    let mut ifaces = vec![lab.link(&client, &lan, "10.21.0.10/24")?];
-    let dir = lab.host("director")?;
-    ifaces.push(lab.link(&dir, &lan, "10.21.0.2/24")?);
-    let mut servers = Vec::new();
-    for n in 1..=2u8 {
-        let h = lab.host(&format!("rs{n}"))?;
-        ifaces.push(lab.link(&h, &lan, &format!("10.21.0.1{n}/24"))?);
-        lab.dr_real_server(&h, vip)?;
-        servers.push(start_nginx(&lab, &h, 80, &format!("rs{n}"), big_mib)?);
-        // A DR or TUN real server's UDP service binds the VIP, so that its
-        // replies leave from the VIP (bound to 0.0.0.0 it would answer from
-        // its own address and the client would drop the reply). The
-        // handle lives as long as the lab.
-        std::mem::forget(lab.udp_echo(&h, SocketAddrV4::new(vip, 53), &format!("rs{n}"))?);
-    }
-    no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
-    let director = Directord::start(&lab, &dir, &lab_tests::bins!(), config)?;
-    Ok(Some(ModeLab {
-        lab,
-        client,
-        director,
-        servers,
-        base: "http://10.21.0.100".into(),
-        udp: SocketAddrV4::new(vip, 53),
-    }))
+    ModeLab::start(net, config, "http://10.21.0.100").map(Some)
 }
 
 /// LVS-TUN: the real servers are off-link behind a router; the director
@@ -129,38 +102,11 @@ fn dr_lab(name: &str, config: &str, big_mib: u32) -> Result<Option<ModeLab>> {
 /// This kernel has no ipip module, so each real server runs the project's
 /// userspace decapsulator (`dirctl realserver decap`).
 fn tun_lab(name: &str) -> Result<Option<ModeLab>> {
-    let Some(lab) = Lab::new_or_skip(name)? else {
+    let Some(net) = build(name, Mode::Tun, 50)? else {
         return Ok(None);
     };
-    let front = lab.segment("front", "10.22.0.0/24")?;
-    let back = lab.segment("back", "10.32.0.0/24")?;
-    let vip = Ipv4Addr::new(10, 22, 0, 100);
-    let router = lab.host("router")?;
-    let mut ifaces = vec![
-        lab.link(&router, &front, "10.22.0.1/24")?,
-        lab.link(&router, &back, "10.32.0.1/24")?,
-    ];
-    lab.enable_forwarding(&router)?;
-    let client = lab.host("client")?;
-    ifaces.push(lab.link(&client, &front, "10.22.0.10/24")?);
-    let dir = lab.host("director")?;
-    ifaces.push(lab.link(&dir, &front, "10.22.0.2/24")?);
-    let mut servers = Vec::new();
-    for n in 1..=2u8 {
-        let h = lab.host(&format!("rs{n}"))?;
-        ifaces.push(lab.link(&h, &back, &format!("10.32.0.1{n}/24"))?);
-        lab.route(&h, "default via 10.32.0.1")?;
-        let decap = lab.tun_real_server(&h, DIRCTL, vip)?;
-        std::mem::forget(decap); // killed with the lab
-        servers.push(start_nginx(&lab, &h, 80, &format!("rs{n}"), 50)?);
-        // Bound to the VIP, as for DR.
-        std::mem::forget(lab.udp_echo(&h, SocketAddrV4::new(vip, 53), &format!("rs{n}"))?);
-    }
-    no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
-    let director = Directord::start(
-        &lab,
-        &dir,
-        &lab_tests::bins!(),
+    ModeLab::start(
+        net,
         r#"
 [node]
 name = "tun-lab"
@@ -189,58 +135,31 @@ scheduler = "rr"
   address = "10.32.0.12:53"
   method = "tun"
 "#,
-    )?;
-    Ok(Some(ModeLab {
-        lab,
-        client,
-        director,
-        servers,
-        base: "http://10.22.0.100".into(),
-        udp: SocketAddrV4::new(vip, 53),
-    }))
+        "http://10.22.0.100",
+    )
+    .map(Some)
 }
 
 /// LVS-NAT, the classic two-NIC set-up: clients outside, real servers
 /// inside with their default route via the inside gateway VIP, which the
 /// director answers for; the virtual port 8099 maps to the servers' 80.
 fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
-    let Some(lab) = Lab::new_or_skip(name)? else {
+    let Some(net) = build(name, Mode::Nat, 50)? else {
         return Ok(None);
     };
-    let outside = lab.segment("outside", "10.23.0.0/24")?;
-    let inside = lab.segment("inside", "10.33.0.0/24")?;
-    let vip = Ipv4Addr::new(10, 23, 0, 100);
-    let client = lab.host("client")?;
-    let mut ifaces = vec![lab.link(&client, &outside, "10.23.0.10/24")?];
-    let dir = lab.host("director")?;
-    ifaces.push(lab.link(&dir, &outside, "10.23.0.2/24")?);
-    ifaces.push(lab.link(&dir, &inside, "10.33.0.2/24")?);
-    let mut servers = Vec::new();
-    for n in 1..=2u8 {
-        let h = lab.host(&format!("rs{n}"))?;
-        ifaces.push(lab.link(&h, &inside, &format!("10.33.0.1{n}/24"))?);
-        lab.route(&h, "default via 10.33.0.1")?;
-        servers.push(start_nginx(&lab, &h, 80, &format!("rs{n}"), 50)?);
-        std::mem::forget(lab.udp_echo(
-            &h,
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353),
-            &format!("rs{n}"),
-        )?);
-    }
-    no_offloads(&lab, &ifaces.iter().collect::<Vec<_>>())?;
     // A stale ingress table of the same instance, as a killed directord
     // would leave it, that drops everything: start must replace it.
-    let stale = lab.unique_path("stale", ".nft");
+    let stale = net.lab.unique_path("stale", ".nft");
     std::fs::write(
         &stale,
         "table netdev directord_nat_lab {\n  chain old {\n    type filter hook ingress \
          device \"eth0\" priority 0; policy drop;\n  }\n}\n",
     )?;
-    lab.exec_ok(&dir, &["nft", "-f", &stale.to_string_lossy()])?;
-    let director = Directord::start(
-        &lab,
-        &dir,
-        &lab_tests::bins!(),
+    let dir = net.director.as_ref().context("a director")?;
+    net.lab
+        .exec_ok(dir, &["nft", "-f", &stale.to_string_lossy()])?;
+    ModeLab::start(
+        net,
         r#"
 [node]
 name = "nat-lab"
@@ -279,18 +198,38 @@ scheduler = "rr"
   address = "10.33.0.12:5353"
   method = "nat"
 "#,
-    )?;
-    Ok(Some(ModeLab {
-        lab,
-        client,
-        director,
-        servers,
-        base: "http://10.23.0.100:8099".into(),
-        udp: SocketAddrV4::new(vip, 53),
-    }))
+        "http://10.23.0.100:8099",
+    )
+    .map(Some)
 }
 
 impl ModeLab {
+    /// Starts directord with `config` in `net`'s director; `base` is
+    /// `http://VIP:PORT` of the HTTP service.
+    fn start(net: LvsLab, config: &str, base: &str) -> Result<ModeLab> {
+        let LvsLab {
+            mode,
+            client,
+            director,
+            servers,
+            udp_servers,
+            decaps,
+            lab,
+            ..
+        } = net;
+        let host = director.context("a director")?;
+        let director = Directord::start(&lab, &host, &lab_tests::bins!(), config)?;
+        Ok(ModeLab {
+            lab,
+            client,
+            director,
+            servers,
+            base: base.into(),
+            udp: SocketAddrV4::new(modes::vip(mode), 53),
+            _helpers: (udp_servers, decaps),
+        })
+    }
+
     /// The checks every mode must pass: 100 HTTP requests all answered and
     /// split by rr, the connection table and counters agreeing, a 50 MiB
     /// download intact, a UDP service answering. Returns the `-Ln --stats`

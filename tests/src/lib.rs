@@ -37,6 +37,7 @@ pub mod directord;
 pub mod flows;
 pub mod http;
 pub mod lab;
+pub mod modes;
 pub mod pair;
 pub mod process;
 pub mod sweep;
@@ -49,6 +50,7 @@ pub use http::{
     http_url,
 };
 pub use lab::{Host, Iface, Lab, SKIP_ENV, Segment, is_root, mac_for, sha256_file, skip_requested};
+pub use modes::{Balancer, LvsLab, LvsOptions};
 pub use pair::{PairLab, VrrpOptions};
 pub use process::LabChild;
 pub use udp::{UdpAsk, UdpExchange, UdpReply, UdpServer};

@@ -30,6 +30,10 @@ use crate::http::{HttpServer, NginxOptions};
 use crate::lab::{Host, Iface, Lab};
 use crate::process::LabChild;
 
+/// The forwarding method of the pair's service (shared with the
+/// single-director labs).
+pub use crate::modes::Mode;
+
 /// The pair's VIP.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 41, 0, 100);
 /// The VRRP virtual router id.
@@ -38,28 +42,6 @@ pub const VRID: u8 = 41;
 pub const INSIDE_VIP: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
 /// NAT: the virtual port (mapped to the real servers' 80).
 pub const NAT_PORT: u16 = 8099;
-
-/// The forwarding method of the pair's service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Direct routing: real servers on the lan.
-    Dr,
-    /// IPIP tunnelling to real servers behind a router.
-    Tun,
-    /// Masquerading, two NICs per director.
-    Nat,
-}
-
-impl Mode {
-    /// `dr`, `tun`, `nat` (the config's method names).
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Dr => "dr",
-            Mode::Tun => "tun",
-            Mode::Nat => "nat",
-        }
-    }
-}
 
 /// One director of the pair, as configured.
 #[derive(Debug, Clone)]

@@ -11,9 +11,9 @@
 //!   summed;
 //! - `dr`, `tun`, `nat`: directord (its default workers — the CPUs shared
 //!   out among the data interfaces — unless `--workers`; its default
-//!   receive ring unless `--rx-ring`) in the three LVS modes,
-//!   as `director/tests/directord_lab.rs` builds them (TUN: real servers
-//!   behind a router, `dirctl realserver decap`);
+//!   receive ring unless `--rx-ring`) in the three LVS modes, on the labs
+//!   of `lab_tests::modes`, as in the directord lab tests (TUN: real
+//!   servers behind a router, `dirctl realserver decap`);
 //! - `nft`: nftables DNAT round robin (`numgen inc mod 2`), kernel
 //!   forwarding in the balancer namespace only, same two-NIC topology as
 //!   `nat`;
@@ -39,16 +39,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lab_tests::directord::binary_arg;
+use lab_tests::modes;
 use lab_tests::{
-    Bins, CurlOptions, Directord, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, Segment,
-    is_root,
+    Balancer, Bins, CurlOptions, Directord, Host, Lab, LabChild, LvsLab, LvsOptions, is_root,
 };
 
 const USAGE: &str = "\
@@ -110,6 +109,35 @@ impl System {
             System::Nat => "ours NAT",
             System::Nft => "nftables DNAT",
             System::Haproxy => "HAProxy tcp",
+        }
+    }
+
+    /// The lab topology it runs on.
+    fn mode(self) -> modes::Mode {
+        match self {
+            System::Direct | System::Dr => modes::Mode::Dr,
+            System::Tun => modes::Mode::Tun,
+            System::Nat | System::Nft | System::Haproxy => modes::Mode::Nat,
+        }
+    }
+
+    /// What stands at the director's place: on the NAT topology, the host
+    /// is `balancer` whichever system runs there.
+    fn balancer(self) -> Balancer {
+        match self {
+            System::Direct => Balancer::None,
+            System::Dr | System::Tun => Balancer::Directord("director"),
+            System::Nat => Balancer::Directord("balancer"),
+            System::Nft | System::Haproxy => Balancer::Kernel("balancer"),
+        }
+    }
+
+    /// Base URLs (`http://ADDR`) wrk hits: the VIP, or for `direct` both
+    /// real servers.
+    fn targets(self) -> Vec<String> {
+        match self {
+            System::Direct => vec!["http://10.21.0.11".into(), "http://10.21.0.12".into()],
+            _ => vec![format!("http://{}", modes::vip(self.mode()))],
         }
     }
 
@@ -490,36 +518,15 @@ fn print_report(args: &Args, cells: &BTreeMap<(System, Workload), Cell>, notes: 
 
 // ----------------------------------------------------------------- labs
 
-/// A system's lab. Fields drop in order: processes before the lab.
+/// A system's lab. Fields drop in order: the balancer before the lab.
 #[derive(Debug)]
 struct Net {
     system: System,
-    client: Host,
-    /// Base URLs (`http://ADDR`) wrk hits; two for `direct`.
+    /// [`System::targets`].
     targets: Vec<String>,
     /// directord or haproxy.
     balancer_proc: Option<LabChild>,
-    servers: Vec<HttpServer>,
-    /// TUN decapsulators.
-    helpers: Vec<LabChild>,
-    lab: Lab,
-}
-
-fn add(lab: &Lab, ifaces: &mut Vec<Iface>, role: &str, links: &[(&Segment, &str)]) -> Result<Host> {
-    let h = lab.host(role)?;
-    for (seg, cidr) in links {
-        ifaces.push(lab.link(&h, seg, cidr)?);
-    }
-    Ok(h)
-}
-
-fn nginx(lab: &Lab, host: &Host, name: &str) -> Result<HttpServer> {
-    lab.nginx_with(
-        host,
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
-        name,
-        &NginxOptions { big_mib: 1 },
-    )
+    lvs: LvsLab,
 }
 
 fn client_sysctls(lab: &Lab, client: &Host, system: System) -> Result<()> {
@@ -653,115 +660,19 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
         System::Nft => "bnft",
         System::Haproxy => "bhap",
     };
-    let lab = Lab::new(name)?;
-    let mut ifaces = Vec::new();
-    let mut servers = Vec::new();
-    let mut helpers = Vec::new();
-    let (client, balancer, targets) = match system {
-        System::Direct | System::Dr => {
-            let lan = lab.segment("lan", "10.21.0.0/24")?;
-            let client = add(&lab, &mut ifaces, "client", &[(&lan, "10.21.0.10/24")])?;
-            let dir = if system == System::Dr {
-                Some(add(
-                    &lab,
-                    &mut ifaces,
-                    "director",
-                    &[(&lan, "10.21.0.2/24")],
-                )?)
-            } else {
-                None
-            };
-            for n in 1..=2u8 {
-                let rs = format!("rs{n}");
-                let h = add(
-                    &lab,
-                    &mut ifaces,
-                    &rs,
-                    &[(&lan, &format!("10.21.0.1{n}/24"))],
-                )?;
-                if system == System::Dr {
-                    lab.dr_real_server(&h, DR_VIP.parse()?)?;
-                }
-                servers.push(nginx(&lab, &h, &rs)?);
-            }
-            let targets = if system == System::Dr {
-                vec![format!("http://{DR_VIP}")]
-            } else {
-                vec!["http://10.21.0.11".into(), "http://10.21.0.12".into()]
-            };
-            (client, dir, targets)
-        }
-        System::Tun => {
-            let front = lab.segment("front", "10.22.0.0/24")?;
-            let back = lab.segment("back", "10.32.0.0/24")?;
-            let router = add(
-                &lab,
-                &mut ifaces,
-                "router",
-                &[(&front, "10.22.0.1/24"), (&back, "10.32.0.1/24")],
-            )?;
-            lab.enable_forwarding(&router)?;
-            let client = add(&lab, &mut ifaces, "client", &[(&front, "10.22.0.10/24")])?;
-            let dir = add(&lab, &mut ifaces, "director", &[(&front, "10.22.0.2/24")])?;
-            for n in 1..=2u8 {
-                let rs = format!("rs{n}");
-                let h = add(
-                    &lab,
-                    &mut ifaces,
-                    &rs,
-                    &[(&back, &format!("10.32.0.1{n}/24"))],
-                )?;
-                lab.route(&h, "default via 10.32.0.1")?;
-                helpers.push(lab.tun_real_server(&h, &bins.dirctl, TUN_VIP.parse()?)?);
-                servers.push(nginx(&lab, &h, &rs)?);
-            }
-            (client, Some(dir), vec![format!("http://{TUN_VIP}")])
-        }
-        System::Nat | System::Nft | System::Haproxy => {
-            let outside = lab.segment("outside", "10.23.0.0/24")?;
-            let inside = lab.segment("inside", "10.33.0.0/24")?;
-            let client = add(&lab, &mut ifaces, "client", &[(&outside, "10.23.0.10/24")])?;
-            // ours holds the inside gateway 10.33.0.1 in userspace; the
-            // kernel balancers hold it (and the VIP) as addresses.
-            let inside_addr = if system == System::Nat {
-                "10.33.0.2/24"
-            } else {
-                "10.33.0.1/24"
-            };
-            let dir = add(
-                &lab,
-                &mut ifaces,
-                "balancer",
-                &[(&outside, "10.23.0.2/24"), (&inside, inside_addr)],
-            )?;
-            if system != System::Nat {
-                lab.ip(
-                    &dir,
-                    &["addr", "add", &format!("{NAT_VIP}/32"), "dev", "eth0"],
-                )?;
-            }
-            for n in 1..=2u8 {
-                let rs = format!("rs{n}");
-                let h = add(
-                    &lab,
-                    &mut ifaces,
-                    &rs,
-                    &[(&inside, &format!("10.33.0.1{n}/24"))],
-                )?;
-                lab.route(&h, "default via 10.33.0.1")?;
-                servers.push(nginx(&lab, &h, &rs)?);
-            }
-            (client, Some(dir), vec![format!("http://{NAT_VIP}")])
-        }
+    let opts = LvsOptions {
+        balancer: system.balancer(),
+        big_mib: 1,
+        udp: false,
+        dirctl: bins.dirctl.clone(),
     };
-    for i in &ifaces {
-        lab.disable_offloads(i)?;
-    }
-    client_sysctls(&lab, &client, system)?;
-    let balancer_proc = match (system, &balancer) {
-        (System::Dr, Some(h)) => Some(start_directord(&lab, h, bins, &dr_config(d))?),
-        (System::Tun, Some(h)) => Some(start_directord(&lab, h, bins, &tun_config(d))?),
-        (System::Nat, Some(h)) => Some(start_directord(&lab, h, bins, &nat_config(d))?),
+    let lvs = LvsLab::build(Lab::new(name)?, system.mode(), &opts)?;
+    let lab = &lvs.lab;
+    client_sysctls(lab, &lvs.client, system)?;
+    let balancer_proc = match (system, &lvs.director) {
+        (System::Dr, Some(h)) => Some(start_directord(lab, h, bins, &dr_config(d))?),
+        (System::Tun, Some(h)) => Some(start_directord(lab, h, bins, &tun_config(d))?),
+        (System::Nat, Some(h)) => Some(start_directord(lab, h, bins, &nat_config(d))?),
         (System::Nft, Some(h)) => {
             lab.enable_forwarding(h)?;
             let path = lab.unique_path("nft", ".rules");
@@ -790,12 +701,9 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
     };
     Ok(Net {
         system,
-        client,
-        targets,
+        targets: system.targets(),
         balancer_proc,
-        servers,
-        helpers,
-        lab,
+        lvs,
     })
 }
 
@@ -819,7 +727,11 @@ fn check(net: &Net) -> Result<()> {
             // The first one may wait for ARP or the balancer's neighbours.
             let mut last = None;
             for _ in 0..3 {
-                match net.lab.curl_with(&net.client, &format!("{t}/"), &opts) {
+                match net
+                    .lvs
+                    .lab
+                    .curl_with(&net.lvs.client, &format!("{t}/"), &opts)
+                {
                     Ok(r) if r.status == 200 => {
                         last = Some(r.text().trim().to_owned());
                         break;
@@ -879,11 +791,11 @@ fn watched(net: &mut Net) -> Vec<(String, u32)> {
         };
         w.push((name.to_owned(), b.id()));
     }
-    for s in &mut net.servers {
+    for s in &mut net.lvs.servers {
         let name = format!("nginx {}", s.name());
         w.push((name, s.process().id()));
     }
-    for (i, h) in net.helpers.iter().enumerate() {
+    for (i, h) in net.lvs.decaps.iter().enumerate() {
         w.push((format!("decap rs{}", i + 1), h.id()));
     }
     w
@@ -915,7 +827,7 @@ fn run_wrk(net: &mut Net, w: Workload, secs: u64) -> Result<Sample> {
             argv.extend_from_slice(&["-H", "Connection: close"]);
         }
         argv.push(&url);
-        procs.push(net.lab.spawn(&net.client, &argv)?);
+        procs.push(net.lvs.lab.spawn(&net.lvs.client, &argv)?);
     }
     let mut watch = watched(net);
     for p in &procs {

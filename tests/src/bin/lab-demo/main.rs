@@ -39,9 +39,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lab_tests::directord::{CONTROL_PORT, binary_arg};
+use lab_tests::modes;
 use lab_tests::{
-    Bins, CurlOptions, Directord, Host, HttpServer, Iface, Lab, LabChild, NginxOptions, UdpAsk,
-    UdpServer, is_root, sweep,
+    Balancer, Bins, CurlOptions, Directord, Host, Lab, LvsLab, LvsOptions, UdpAsk, is_root, sweep,
 };
 
 const USAGE: &str = "\
@@ -119,12 +119,17 @@ impl Mode {
         }
     }
 
-    fn vip(self) -> Ipv4Addr {
+    /// The lab's topology.
+    fn lvs(self) -> modes::Mode {
         match self {
-            Mode::Dr => Ipv4Addr::new(10, 21, 0, 100),
-            Mode::Tun => Ipv4Addr::new(10, 22, 0, 100),
-            Mode::Nat => Ipv4Addr::new(10, 23, 0, 100),
+            Mode::Dr => modes::Mode::Dr,
+            Mode::Tun => modes::Mode::Tun,
+            Mode::Nat => modes::Mode::Nat,
         }
+    }
+
+    fn vip(self) -> Ipv4Addr {
+        modes::vip(self.lvs())
     }
 
     /// The virtual HTTP port.
@@ -366,22 +371,13 @@ fn demo(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// A mode's lab: the hosts and the servers in them. Fields drop in order,
-/// so the servers stop before the lab removes the namespaces.
+/// A mode's lab: the hosts and the servers in them.
 #[derive(Debug)]
 struct Net {
     mode: Mode,
-    client: Host,
+    /// The director's host.
     dir_host: Host,
-    /// (role, host, address) of every host, for the `--keep` listing.
-    hosts: Vec<(String, Host, String)>,
-    servers: Vec<HttpServer>,
-    /// Held only to keep them running (killed on drop).
-    _udp_servers: Vec<UdpServer>,
-    /// The TUN real servers' decapsulators, likewise.
-    _helpers: Vec<LabChild>,
-    veths: usize,
-    lab: Lab,
+    lvs: LvsLab,
 }
 
 /// A mode's lab with `directord` running in it.
@@ -426,11 +422,11 @@ fn run_mode(bins: &Bins, mode: Mode, keep: bool) -> Result<Option<Running>> {
     println!("{}", mode.story());
 
     let net = build(bins, mode).with_context(|| format!("{}: building the lab", mode.name()))?;
-    let n_ns = net.lab.namespaces().len();
+    let n_ns = net.lvs.lab.namespaces().len();
     step(&format!(
         "lab: {n_ns} namespaces {}* (one holds the bridges), offloads off on {} veths,",
-        net.lab.prefix(),
-        net.veths
+        net.lvs.lab.prefix(),
+        net.lvs.ifaces.len()
     ));
     println!("   nginx and a UDP echo server on rs1 and rs2");
     if mode == Mode::Tun {
@@ -481,7 +477,7 @@ fn run_mode(bins: &Bins, mode: Mode, keep: bool) -> Result<Option<Running>> {
 /// Starts directord in the director's namespace with the mode's config,
 /// printing the configuration as directord reads it.
 fn start_director(bins: &Bins, net: &Net) -> Result<Directord> {
-    let d = Directord::start(&net.lab, &net.dir_host, bins, net.mode.config())?;
+    let d = Directord::start(&net.lvs.lab, &net.dir_host, bins, net.mode.config())?;
     step("directord's configuration (directord --check-config):");
     indented(
         &d.plan
@@ -498,190 +494,21 @@ fn start_director(bins: &Bins, net: &Net) -> Result<Directord> {
     Ok(d)
 }
 
-/// Turns off the veth offloads that would hand an AF_PACKET reader merged
-/// 64 KiB frames, on every interface of the lab.
-fn no_offloads(lab: &Lab, ifaces: &[Iface]) -> Result<()> {
-    for i in ifaces {
-        lab.disable_offloads(i)?;
-    }
-    Ok(())
-}
-
-fn nginx(lab: &Lab, host: &Host, name: &str) -> Result<HttpServer> {
-    // On every address: DR and TUN real servers receive on the VIP.
-    lab.nginx_with(
-        host,
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
-        name,
-        &NginxOptions { big_mib: 0 },
-    )
-}
-
+/// Builds `mode`'s lab (see `lab_tests::modes`), named after the mode.
 fn build(bins: &Bins, mode: Mode) -> Result<Net> {
-    let lab = Lab::new(mode.name())?;
-    match mode {
-        Mode::Dr => build_dr(lab),
-        Mode::Tun => build_tun(lab, bins),
-        Mode::Nat => build_nat(lab),
-    }
-}
-
-/// Adds a host linked to `seg` at `cidr`, recorded for the listing.
-fn add_host(
-    lab: &Lab,
-    hosts: &mut Vec<(String, Host, String)>,
-    ifaces: &mut Vec<Iface>,
-    role: &str,
-    links: &[(&lab_tests::Segment, &str)],
-) -> Result<Host> {
-    let h = lab.host(role)?;
-    let mut addrs = Vec::new();
-    for (seg, cidr) in links {
-        ifaces.push(lab.link(&h, seg, cidr)?);
-        addrs.push(cidr.split('/').next().unwrap_or(cidr).to_owned());
-    }
-    hosts.push((role.to_owned(), h.clone(), addrs.join(", ")));
-    Ok(h)
-}
-
-/// LVS-DR: everyone on one segment; the real servers hold the VIP on lo.
-fn build_dr(lab: Lab) -> Result<Net> {
-    let mode = Mode::Dr;
-    let lan = lab.segment("lan", "10.21.0.0/24")?;
-    let (mut hosts, mut ifaces) = (Vec::new(), Vec::new());
-    let client = add_host(
-        &lab,
-        &mut hosts,
-        &mut ifaces,
-        "client",
-        &[(&lan, "10.21.0.10/24")],
-    )?;
-    let dir_host = add_host(
-        &lab,
-        &mut hosts,
-        &mut ifaces,
-        "director",
-        &[(&lan, "10.21.0.2/24")],
-    )?;
-    let (mut servers, mut udp_servers) = (Vec::new(), Vec::new());
-    for n in 1..=2u8 {
-        let name = format!("rs{n}");
-        let cidr = format!("10.21.0.1{n}/24");
-        let h = add_host(&lab, &mut hosts, &mut ifaces, &name, &[(&lan, &cidr)])?;
-        lab.dr_real_server(&h, mode.vip())?;
-        servers.push(nginx(&lab, &h, &name)?);
-        // Bound to the VIP, so that replies leave from the VIP.
-        udp_servers.push(lab.udp_echo(&h, mode.udp(), &name)?);
-    }
-    no_offloads(&lab, &ifaces)?;
+    let opts = LvsOptions {
+        balancer: Balancer::Directord("director"),
+        // No /big.bin: the demo downloads nothing large.
+        big_mib: 0,
+        udp: true,
+        dirctl: bins.dirctl.clone(),
+    };
+    let lvs = LvsLab::build(Lab::new(mode.name())?, mode.lvs(), &opts)?;
+    let dir_host = lvs.director.clone().context("a director")?;
     Ok(Net {
         mode,
-        client,
         dir_host,
-        hosts,
-        servers,
-        _udp_servers: udp_servers,
-        _helpers: Vec::new(),
-        veths: ifaces.len(),
-        lab,
-    })
-}
-
-/// LVS-TUN: the real servers are off-link behind a router; the director
-/// reaches them with IPIP, which `dirctl realserver decap` unwraps.
-fn build_tun(lab: Lab, bins: &Bins) -> Result<Net> {
-    let mode = Mode::Tun;
-    let front = lab.segment("front", "10.22.0.0/24")?;
-    let back = lab.segment("back", "10.32.0.0/24")?;
-    let (mut hosts, mut ifaces) = (Vec::new(), Vec::new());
-    let router = add_host(
-        &lab,
-        &mut hosts,
-        &mut ifaces,
-        "router",
-        &[(&front, "10.22.0.1/24"), (&back, "10.32.0.1/24")],
-    )?;
-    lab.enable_forwarding(&router)?;
-    let client = add_host(
-        &lab,
-        &mut hosts,
-        &mut ifaces,
-        "client",
-        &[(&front, "10.22.0.10/24")],
-    )?;
-    let dir_host = add_host(
-        &lab,
-        &mut hosts,
-        &mut ifaces,
-        "director",
-        &[(&front, "10.22.0.2/24")],
-    )?;
-    let (mut servers, mut udp_servers, mut helpers) = (Vec::new(), Vec::new(), Vec::new());
-    for n in 1..=2u8 {
-        let name = format!("rs{n}");
-        let cidr = format!("10.32.0.1{n}/24");
-        let h = add_host(&lab, &mut hosts, &mut ifaces, &name, &[(&back, &cidr)])?;
-        lab.route(&h, "default via 10.32.0.1")?;
-        helpers.push(lab.tun_real_server(&h, &bins.dirctl, mode.vip())?);
-        servers.push(nginx(&lab, &h, &name)?);
-        udp_servers.push(lab.udp_echo(&h, mode.udp(), &name)?);
-    }
-    no_offloads(&lab, &ifaces)?;
-    Ok(Net {
-        mode,
-        client,
-        dir_host,
-        hosts,
-        servers,
-        _udp_servers: udp_servers,
-        _helpers: helpers,
-        veths: ifaces.len(),
-        lab,
-    })
-}
-
-/// LVS-NAT: clients outside, real servers inside routed via the inside
-/// gateway address the director holds; port 8099 maps to 80.
-fn build_nat(lab: Lab) -> Result<Net> {
-    let mode = Mode::Nat;
-    let outside = lab.segment("outside", "10.23.0.0/24")?;
-    let inside = lab.segment("inside", "10.33.0.0/24")?;
-    let (mut hosts, mut ifaces) = (Vec::new(), Vec::new());
-    let client = add_host(
-        &lab,
-        &mut hosts,
-        &mut ifaces,
-        "client",
-        &[(&outside, "10.23.0.10/24")],
-    )?;
-    let dir_host = add_host(
-        &lab,
-        &mut hosts,
-        &mut ifaces,
-        "director",
-        &[(&outside, "10.23.0.2/24"), (&inside, "10.33.0.2/24")],
-    )?;
-    let (mut servers, mut udp_servers) = (Vec::new(), Vec::new());
-    for n in 1..=2u8 {
-        let name = format!("rs{n}");
-        let cidr = format!("10.33.0.1{n}/24");
-        let h = add_host(&lab, &mut hosts, &mut ifaces, &name, &[(&inside, &cidr)])?;
-        lab.route(&h, "default via 10.33.0.1")?;
-        servers.push(nginx(&lab, &h, &name)?);
-        let bind = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353);
-        udp_servers.push(lab.udp_echo(&h, bind, &name)?);
-    }
-    no_offloads(&lab, &ifaces)?;
-    Ok(Net {
-        mode,
-        client,
-        dir_host,
-        hosts,
-        servers,
-        _udp_servers: udp_servers,
-        _helpers: Vec::new(),
-        veths: ifaces.len(),
-        lab,
+        lvs,
     })
 }
 
@@ -701,7 +528,7 @@ fn request(net: &Net, path: &str) -> Result<Answer> {
         extra_args: Vec::new(),
     };
     let url = net.mode.url(path);
-    let r = net.lab.curl_with(&net.client, &url, &opts)?;
+    let r = net.lvs.lab.curl_with(&net.lvs.client, &url, &opts)?;
     ensure!(r.status == 200, "{url}: HTTP {}", r.status);
     Ok(Answer {
         server: r.header("X-Real-Server").unwrap_or("?").to_owned(),
@@ -730,7 +557,7 @@ fn count(names: &[String], who: &str) -> usize {
 fn tour(r: &mut Running) -> Result<()> {
     let net = &r.net;
     let mode = net.mode;
-    let lab = &net.lab;
+    let lab = &net.lvs.lab;
 
     step(&format!(
         "{REQUESTS} HTTP requests from the client: curl {}",
@@ -749,7 +576,12 @@ fn tour(r: &mut Running) -> Result<()> {
         names.push(a.server);
     }
     let (rs1, rs2) = (count(&names, "rs1"), count(&names, "rs2"));
-    let logged: Vec<usize> = net.servers.iter().map(|s| s.requests_served()).collect();
+    let logged: Vec<usize> = net
+        .lvs
+        .servers
+        .iter()
+        .map(|s| s.requests_served())
+        .collect();
     println!(
         "   rs1 answered {rs1}, rs2 {rs2} (their nginx access logs: {}, {})\n   {}",
         logged[0],
@@ -771,7 +603,7 @@ fn tour(r: &mut Running) -> Result<()> {
         fresh_port: true,
         bind: None,
     };
-    let replies = lab.udp_ask(&net.client, udp, &ask)?;
+    let replies = lab.udp_ask(&net.lvs.client, udp, &ask)?;
     let answered: Vec<_> = replies.iter().filter_map(|x| x.reply.as_ref()).collect();
     let u1 = answered.iter().filter(|a| a.server() == "rs1").count();
     let from_vip = answered
@@ -818,7 +650,7 @@ fn tour(r: &mut Running) -> Result<()> {
 /// DR only: a live weight change under wrr, then a drain, then back.
 fn weights(r: &Running) -> Result<()> {
     let (net, d) = (&r.net, &r.director);
-    let lab = &net.lab;
+    let lab = &net.lvs.lab;
     let svc = format!("{}:80", net.mode.vip());
     let edit = |w: &str| -> Result<()> {
         d.dirctl(
@@ -878,10 +710,17 @@ fn keep(bins: &Bins, kept: &mut [Running]) -> Result<()> {
         let net = &r.net;
         let mode = net.mode;
         println!("\n{} (VIP {}):", mode.title(), mode.vip());
-        for (role, host, addr) in &net.hosts {
-            println!("   {role:<9} {:<28} {addr}", host.ns());
+        for host in &net.lvs.hosts {
+            let ifaces = net.lvs.ifaces.iter().filter(|i| i.host() == host);
+            let addrs: Vec<String> = ifaces.map(|i| i.addr().to_string()).collect();
+            println!(
+                "   {:<9} {:<28} {}",
+                host.name(),
+                host.ns(),
+                addrs.join(", ")
+            );
         }
-        let (client, dir) = (net.client.ns(), net.dir_host.ns());
+        let (client, dir) = (net.lvs.client.ns(), net.dir_host.ns());
         println!("   ip netns exec {client} curl {}", mode.url("/"));
         println!("   ip netns exec {client} curl {}", mode.url("/client"));
         println!("   ip netns exec {dir} {} -Ln --stats", bins.dirctl);
