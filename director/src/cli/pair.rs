@@ -192,13 +192,17 @@ pub fn format_status(s: &ctl::NodeStatus) -> String {
         }
     }
     if let Some(c) = &s.connections {
-        let _ = writeln!(
-            o,
-            "connections: {} (active {}, inactive {}, templates {}, synced {})",
-            c.total, c.active, c.inactive, c.templates, c.synced
-        );
+        let _ = writeln!(o, "{}", connections_line(c));
     }
     o
+}
+
+/// The connection-table line of `dirctl status` and `dirctl watch`.
+pub fn connections_line(c: &ctl::ConnectionCounts) -> String {
+    format!(
+        "connections: {} (active {}, inactive {}, templates {}, synced {})",
+        c.total, c.active, c.inactive, c.templates, c.synced
+    )
 }
 
 /// `dirctl status`: fetch and print this node's status.

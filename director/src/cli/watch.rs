@@ -6,7 +6,7 @@
 //! node director-a  snapshot 12  up 3m05s  config v4  dataplane active
 //! vrrp VI_1: MASTER on eth1 vrid 51  priority 150
 //! sync: master connected  lag 0 entries 0 ms
-//! connections: 41 (active 12, inactive 28, templates 1)
+//! connections: 41 (active 12, inactive 28, templates 1, synced 0)
 //!
 //! Prot VirtualService / RealServer         Weight  ActConn InActConn    CPS  InPPS OutPPS  InBPS OutBPS
 //! TCP  192.0.2.10:80 wlc                                12        28      4     96     90    12K   1.1M
@@ -181,11 +181,7 @@ pub fn format_snapshot(s: &ctl::WatchSnapshot) -> String {
         }
     }
     if let Some(c) = &n.connections {
-        let _ = writeln!(
-            o,
-            "connections: {} (active {}, inactive {}, templates {})",
-            c.total, c.active, c.inactive, c.templates
-        );
+        let _ = writeln!(o, "{}", super::pair::connections_line(c));
     }
     if s.services.is_empty() {
         return o;
@@ -357,7 +353,7 @@ mod tests {
                 "node director-a  snapshot 12  up 3m05s  config v4  dataplane active",
                 "vrrp VI_1: MASTER on eth1 vrid 51  priority 150",
                 "sync: master connected  lag 3 entries 20 ms",
-                "connections: 41 (active 12, inactive 28, templates 1)",
+                "connections: 41 (active 12, inactive 28, templates 1, synced 0)",
             ]
         );
         assert_eq!(lines[4], "");
