@@ -64,8 +64,9 @@ pub struct WorkerSpec {
     pub rx_ring: RingVersion,
     /// How the interface's frames are spread over its workers.
     pub fanout: WorkerFanout,
-    /// This worker's index on its interface: with `WorkerFanout::Cpu`, the
-    /// CPU it is pinned to (modulo the CPUs there are).
+    /// This worker's index on its interface: with `WorkerFanout::Cpu`, it
+    /// is pinned to this CPU among those the daemon may use (modulo their
+    /// number).
     pub cpu: usize,
 }
 
@@ -89,14 +90,13 @@ pub fn run(
     run_loop(spec, dp, routes, filter, clock, stop, &mut rx, &mut txs)
 }
 
-/// Pin the calling worker thread to its CPU. A failure (e.g. a cpuset
-/// that excludes that CPU) leaves it unpinned, which only costs speed.
+/// Pin the calling worker thread to its CPU: the `spec.cpu`-th of those
+/// the daemon may use. A failure leaves it unpinned, which costs only
+/// speed.
 fn pin(spec: &WorkerSpec) {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = spec.cpu % cpus;
-    match crate::io::pin_current_thread(cpu) {
-        Ok(()) => tracing::debug!("worker {} pinned to CPU {cpu}", spec.n),
-        Err(e) => tracing::warn!("worker {}: cannot pin to CPU {cpu}: {e}", spec.n),
+    match crate::io::pin_current_thread(spec.cpu) {
+        Ok(cpu) => tracing::debug!("worker {} pinned to CPU {cpu}", spec.n),
+        Err(e) => tracing::warn!("worker {}: cannot pin to a CPU: {e}", spec.n),
     }
 }
 

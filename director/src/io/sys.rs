@@ -226,19 +226,32 @@ pub(crate) fn poll_in_or_wake(
     check(ret).map(|n| if n == 0 { 0 } else { pfds[0].revents })
 }
 
-/// Pins the calling thread to `cpu` (sched_setaffinity(2)).
-pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
+/// Pins the calling thread to the `n`-th CPU (modulo their number) of
+/// those it may run on now, and returns that CPU. Counting within the
+/// allowed set, not from CPU 0, keeps this right under a cpuset such as a
+/// container's `4-7` (sched_getaffinity(2), sched_setaffinity(2)).
+pub fn pin_current_thread(n: usize) -> io::Result<usize> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: an all-zero cpu_set_t is a valid empty set (plain bits).
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `allowed` is a live cpu_set_t of `size` bytes for the kernel
+    // to fill. Pid 0 is the calling thread.
+    check(unsafe { libc::sched_getaffinity(0, size, &mut allowed) })?;
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: every index is below CPU_SETSIZE; CPU_ISSET only reads.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
+        .collect();
+    let Some(&cpu) = cpus.get(n % cpus.len().max(1)) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: as above, a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE, checked above.
+    // SAFETY: `cpu` came from the allowed set, so it is below CPU_SETSIZE.
     unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a live cpu_set_t of the size passed; the call only
+    // SAFETY: `set` is a live cpu_set_t of `size` bytes; the call only
     // reads it. Pid 0 is the calling thread.
-    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    check(ret).map(drop)
+    check(unsafe { libc::sched_setaffinity(0, size, &set) })?;
+    Ok(cpu)
 }
 
 /// A non-blocking, close-on-exec eventfd.
@@ -403,4 +416,43 @@ pub(crate) fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
     // thread's network namespace, which Rust code does not depend on.
     let ret = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
     check(ret).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPUs this thread may run on, as /proc says.
+    fn allowed_list() -> String {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_pinned_thread_runs_on_the_nth_allowed_cpu_only() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for n in [0, 1, cpus, 3 * cpus + 1] {
+            // A fresh thread each time: pinning narrows the thread's own
+            // set, which the next call would count within.
+            let (cpu, list) = std::thread::spawn(move || {
+                let cpu = pin_current_thread(n).unwrap();
+                (cpu, allowed_list())
+            })
+            .join()
+            .unwrap();
+            assert_eq!(list, cpu.to_string(), "n = {n}");
+        }
+        let first = std::thread::spawn(|| pin_current_thread(0).unwrap())
+            .join()
+            .unwrap();
+        let wrapped = std::thread::spawn(move || pin_current_thread(cpus).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(first, wrapped, "n counts modulo the allowed CPUs");
+    }
 }
