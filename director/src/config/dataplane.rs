@@ -93,8 +93,8 @@ pub enum WorkerFanout {
     /// in order.
     #[default]
     Hash,
-    /// By the receiving CPU, worker *k* of each interface pinned to CPU
-    /// *k*: a frame is forwarded on the CPU that received it, so work that
+    /// By the receiving CPU, worker *k* of each interface pinned to the
+    /// *k*-th CPU the daemon may use: a frame is forwarded on the CPU that received it, so work that
     /// one of our sends causes (a NAT client's ACKs, the real server's next
     /// segments) wakes a worker on the same CPU instead of another CPU's.
     /// This is the per-CPU layout of multi-queue NICs with RSS, where a
