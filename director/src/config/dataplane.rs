@@ -94,9 +94,10 @@ pub enum WorkerFanout {
     #[default]
     Hash,
     /// By the receiving CPU, worker *k* of each interface pinned to the
-    /// *k*-th CPU the daemon may use: a frame is forwarded on the CPU that received it, so work that
-    /// one of our sends causes (a NAT client's ACKs, the real server's next
-    /// segments) wakes a worker on the same CPU instead of another CPU's.
+    /// *k*-th CPU the daemon may use: a frame is forwarded on the CPU that
+    /// received it, so work that one of our sends causes (a NAT client's
+    /// ACKs, the real server's next segments) wakes a worker on the same
+    /// CPU instead of another CPU's.
     /// This is the per-CPU layout of multi-queue NICs with RSS, where a
     /// flow always arrives on one CPU; on veth a flow's CPU is its
     /// sender's, which can move, so a flow may briefly be on two workers.
