@@ -4,7 +4,7 @@
 //! reconnect or to point at a restarted master. Every wait is bounded.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lb_proto::common::{ServiceTable, VrrpState};
@@ -15,22 +15,16 @@ use lb_proto::sync::{
 };
 use syncd::mem::{self, MemTable};
 use syncd::{
-    ConnSink, HandoverError, MasterConfig, NodeInfo, Publisher, Subscriber, SubscriberConfig,
-    SyncServer, TlsConfig,
+    ConnSink, HandoverError, MasterConfig, Publisher, Subscriber, SubscriberConfig, SyncServer,
+    TlsConfig,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
-fn node(id: &str) -> NodeInfo {
-    NodeInfo {
-        node_id: id.into(),
-        node_name: format!("dir-{id}"),
-        cluster_id: "pair".into(),
-        vrids: vec![51],
-    }
-}
+mod common;
+use common::{Proxy, node, until};
 
 fn master_cfg() -> MasterConfig {
     MasterConfig {
@@ -115,65 +109,6 @@ async fn start_master_with(
         addr,
         stop: Some(stop),
         task,
-    }
-}
-
-/// A TCP proxy whose connections the test can cut, and whose target it can
-/// change (a master restarted elsewhere).
-struct Proxy {
-    addr: SocketAddr,
-    target: Arc<Mutex<SocketAddr>>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    task: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let target = Arc::new(Mutex::new(target));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (t, c) = (target.clone(), conns.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut inb, _)) = l.accept().await {
-                let to = *t.lock().unwrap();
-                c.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut out) = TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inb, &mut out).await;
-                    }
-                }));
-            }
-        });
-        Proxy {
-            addr,
-            target,
-            conns,
-            task,
-        }
-    }
-
-    fn cut(&self) {
-        for c in self.conns.lock().unwrap().drain(..) {
-            c.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.task.abort();
-    }
-}
-
-async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -3,74 +3,15 @@
 //! is closed under it (as a killed process's kernel does) is a loss; a
 //! master that steps down (SHUTTING_DOWN) is not. Every wait is bounded.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use syncd::mem::{self, MemTable};
-use syncd::{MasterConfig, NodeInfo, Subscriber, SubscriberConfig, SyncServer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use syncd::{MasterConfig, Subscriber, SubscriberConfig, SyncServer};
+use tokio::net::TcpListener;
 
-fn node(id: &str) -> NodeInfo {
-    NodeInfo {
-        node_id: id.into(),
-        node_name: format!("dir-{id}"),
-        cluster_id: "pair".into(),
-        vrids: vec![51],
-    }
-}
-
-/// A TCP relay in front of the master whose connections the test closes,
-/// as the kernel of a killed master process closes its sockets.
-struct Relay {
-    addr: SocketAddr,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    task: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(target: SocketAddr) -> Relay {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let c = conns.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut inb, _)) = l.accept().await {
-                c.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut out) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inb, &mut out).await;
-                    }
-                }));
-            }
-        });
-        Relay { addr, conns, task }
-    }
-
-    fn close_all(&self) {
-        for c in self.conns.lock().unwrap().drain(..) {
-            c.abort();
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.close_all();
-        self.task.abort();
-    }
-}
-
-async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+mod common;
+use common::{Proxy, node, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stream_is_a_loss_a_step_down_is_not() {
@@ -87,7 +28,7 @@ async fn a_closed_stream_is_a_loss_a_step_down_is_not() {
     let serve = tokio::spawn(async move {
         let _ = serving.serve(listener, None, std::future::pending()).await;
     });
-    let relay = Relay::start(master).await;
+    let relay = Proxy::start(master).await;
     let sub_cfg = SubscriberConfig {
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(200),
@@ -99,7 +40,7 @@ async fn a_closed_stream_is_a_loss_a_step_down_is_not() {
     assert_eq!(losses.borrow().count, 0);
 
     // The master's side closes without a word.
-    relay.close_all();
+    relay.cut();
     tokio::time::timeout(Duration::from_secs(5), losses.changed())
         .await
         .expect("a loss within 5 s")
