@@ -61,33 +61,25 @@ fn count(names: &[String], who: &str) -> usize {
     names.iter().filter(|n| *n == who).count()
 }
 
-const DR_CONFIG: &str = r#"
-[node]
-name = "dr-lab"
-[[interface]]
-name = "eth0"
-address = "10.21.0.2/24"
-[[service]]
-protocol = "tcp"
-address = "10.21.0.100:80"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.21.0.11:80"
-  method = "dr"
-  [[service.real_server]]
-  address = "10.21.0.12:80"
-  method = "dr"
-[[service]]
-protocol = "udp"
-address = "10.21.0.100:53"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.21.0.11:53"
-  method = "dr"
-  [[service.real_server]]
-  address = "10.21.0.12:53"
-  method = "dr"
-"#;
+/// directord in `mode`'s lab as `node`, with `dataplane` (or nothing), rr
+/// on TCP and UDP.
+fn config(mode: Mode, node: &str, dataplane: &str, port: u16) -> String {
+    modes::directord_config(
+        mode,
+        &modes::DirectordConfig {
+            node,
+            dataplane,
+            scheduler: "rr",
+            port,
+            udp: true,
+        },
+    )
+}
+
+/// The DR lab's configuration.
+fn dr_config() -> String {
+    config(Mode::Dr, "dr-lab", "", 80)
+}
 
 /// LVS-DR: everyone on one segment; real servers hold the VIP on lo.
 fn dr_lab(name: &str, config: &str, big_mib: u32) -> Result<Option<ModeLab>> {
@@ -107,34 +99,7 @@ fn tun_lab(name: &str) -> Result<Option<ModeLab>> {
     };
     ModeLab::start(
         net,
-        r#"
-[node]
-name = "tun-lab"
-[[interface]]
-name = "eth0"
-address = "10.22.0.2/24"
-gateway = "10.22.0.1"
-[[service]]
-protocol = "tcp"
-address = "10.22.0.100:80"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.32.0.11:80"
-  method = "tun"
-  [[service.real_server]]
-  address = "10.32.0.12:80"
-  method = "tun"
-[[service]]
-protocol = "udp"
-address = "10.22.0.100:53"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.32.0.11:53"
-  method = "tun"
-  [[service.real_server]]
-  address = "10.32.0.12:53"
-  method = "tun"
-"#,
+        &config(Mode::Tun, "tun-lab", "", 80),
         "http://10.22.0.100",
     )
     .map(Some)
@@ -158,46 +123,14 @@ fn nat_lab(name: &str) -> Result<Option<ModeLab>> {
     let dir = net.director.as_ref().context("a director")?;
     net.lab
         .exec_ok(dir, &["nft", "-f", &stale.to_string_lossy()])?;
+    // Two workers per interface, spread by receiving CPU and pinned: NAT's
+    // two directions meet in the shared connection table whichever worker
+    // the fanout picks, and a flow whose sender moves between CPUs moves
+    // between workers too.
+    let dataplane = "[dataplane]\nworkers = 2\nfanout = \"cpu\"\n";
     ModeLab::start(
         net,
-        r#"
-[node]
-name = "nat-lab"
-# Two workers per interface, spread by receiving CPU and pinned: NAT's
-# two directions meet in the shared connection table whichever worker the
-# fanout picks, and a flow whose sender moves between CPUs moves between
-# workers too.
-[dataplane]
-workers = 2
-fanout = "cpu"
-[[interface]]
-name = "eth0"
-address = "10.23.0.2/24"
-[[interface]]
-name = "eth1"
-address = "10.33.0.2/24"
-vips = ["10.33.0.1"]
-[[service]]
-protocol = "tcp"
-address = "10.23.0.100:8099"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.33.0.11:80"
-  method = "nat"
-  [[service.real_server]]
-  address = "10.33.0.12:80"
-  method = "nat"
-[[service]]
-protocol = "udp"
-address = "10.23.0.100:53"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.33.0.11:5353"
-  method = "nat"
-  [[service.real_server]]
-  address = "10.33.0.12:5353"
-  method = "nat"
-"#,
+        &config(Mode::Nat, "nat-lab", dataplane, 8099),
         "http://10.23.0.100:8099",
     )
     .map(Some)
@@ -349,7 +282,7 @@ impl ModeLab {
 
 #[test]
 fn dr_balances_tcp_and_udp_downloads_intact_and_nothing_loops() -> Result<()> {
-    let Some(mut m) = dr_lab("dr", DR_CONFIG, 50)? else {
+    let Some(mut m) = dr_lab("dr", &dr_config(), 50)? else {
         return Ok(());
     };
     let list = m.common_checks()?;
@@ -460,7 +393,7 @@ fn nat_maps_8099_to_80_across_two_nics_both_ways() -> Result<()> {
 fn weight_changes_apply_to_new_connections_and_zero_drains_without_breaking_flows() -> Result<()> {
     let Some(mut m) = dr_lab(
         "weights",
-        &DR_CONFIG.replace("scheduler = \"rr\"", "scheduler = \"wrr\""),
+        &dr_config().replace("scheduler = \"rr\"", "scheduler = \"wrr\""),
         20,
     )?
     else {
@@ -568,7 +501,7 @@ fn weight_changes_apply_to_new_connections_and_zero_drains_without_breaking_flow
         "running table kept:\n{still}"
     );
     // A good file: applied, weights as written (rr, 1:1).
-    m.director.reload(DR_CONFIG)?;
+    m.director.reload(&dr_config())?;
     std::thread::sleep(Duration::from_millis(300));
     let names = requests(lab, &m.client, &url, 10)?;
     assert_eq!(
@@ -587,7 +520,7 @@ fn weight_changes_apply_to_new_connections_and_zero_drains_without_breaking_flow
 #[test]
 fn garbage_frames_are_dropped_and_counted_and_service_goes_on() -> Result<()> {
     use director::io::{TxConfig, TxQueue, netns_path, run_in_netns};
-    let Some(mut m) = dr_lab("garbage", DR_CONFIG, 1)? else {
+    let Some(mut m) = dr_lab("garbage", &dr_config(), 1)? else {
         return Ok(());
     };
     let dmac = m

@@ -94,6 +94,68 @@ pub struct LvsOptions {
     pub dirctl: String,
 }
 
+/// What a directord configuration for one of these labs varies in; the
+/// addresses come from the lab's plan.
+#[derive(Debug, Clone)]
+pub struct DirectordConfig<'a> {
+    /// `[node] name`.
+    pub node: &'a str,
+    /// Text between `[node]` and the interfaces: a `[dataplane]` section
+    /// (with comments), or nothing.
+    pub dataplane: &'a str,
+    /// Scheduler of the TCP service (the UDP one is `rr`).
+    pub scheduler: &'a str,
+    /// The TCP service's virtual port; the real servers listen on 80 (in
+    /// NAT a different port is mapped).
+    pub port: u16,
+    /// Also a UDP service on port 53, to the real servers' echo servers
+    /// ([`udp_bind`]'s port).
+    pub udp: bool,
+}
+
+/// directord's configuration for `mode`'s lab: its data interfaces, a TCP
+/// service on the VIP to both real servers' nginx, and optionally a UDP
+/// one.
+pub fn directord_config(mode: Mode, c: &DirectordConfig<'_>) -> String {
+    let (interfaces, rs_net) = match mode {
+        Mode::Dr => ("name = \"eth0\"\naddress = \"10.21.0.2/24\"\n", "10.21.0"),
+        Mode::Tun => (
+            "name = \"eth0\"\naddress = \"10.22.0.2/24\"\ngateway = \"10.22.0.1\"\n",
+            "10.32.0",
+        ),
+        Mode::Nat => (
+            "name = \"eth0\"\naddress = \"10.23.0.2/24\"\n[[interface]]\nname = \"eth1\"\n\
+             address = \"10.33.0.2/24\"\nvips = [\"10.33.0.1\"]\n",
+            "10.33.0",
+        ),
+    };
+    let service = |protocol: &str, port: u16, scheduler: &str, rs_port: u16| {
+        let mut s = format!(
+            "[[service]]\nprotocol = \"{protocol}\"\naddress = \"{}:{port}\"\n\
+             scheduler = \"{scheduler}\"\n",
+            vip(mode)
+        );
+        for n in [11, 12] {
+            s.push_str(&format!(
+                "  [[service.real_server]]\n  address = \"{rs_net}.{n}:{rs_port}\"\n  \
+                 method = \"{}\"\n",
+                mode.name()
+            ));
+        }
+        s
+    };
+    let mut text = format!(
+        "\n[node]\nname = \"{}\"\n{}[[interface]]\n{interfaces}{}",
+        c.node,
+        c.dataplane,
+        service("tcp", c.port, c.scheduler, 80)
+    );
+    if c.udp {
+        text.push_str(&service("udp", 53, "rr", udp_bind(mode).port()));
+    }
+    text
+}
+
 /// A built lab of one mode, its balancer not started. Fields drop in
 /// order: the servers stop before the lab removes the namespaces.
 #[derive(Debug)]
@@ -295,5 +357,60 @@ impl Builder {
             rs_net: inside,
             rs_gateway: Some(Ipv4Addr::new(10, 33, 0, 1)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nat_config_maps_the_port_and_holds_the_inside_gateway() {
+        let text = directord_config(
+            Mode::Nat,
+            &DirectordConfig {
+                node: "nat-lab",
+                dataplane: "[dataplane]\nworkers = 2\n",
+                scheduler: "rr",
+                port: 8099,
+                udp: true,
+            },
+        );
+        assert_eq!(
+            text,
+            r#"
+[node]
+name = "nat-lab"
+[dataplane]
+workers = 2
+[[interface]]
+name = "eth0"
+address = "10.23.0.2/24"
+[[interface]]
+name = "eth1"
+address = "10.33.0.2/24"
+vips = ["10.33.0.1"]
+[[service]]
+protocol = "tcp"
+address = "10.23.0.100:8099"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.33.0.11:80"
+  method = "nat"
+  [[service.real_server]]
+  address = "10.33.0.12:80"
+  method = "nat"
+[[service]]
+protocol = "udp"
+address = "10.23.0.100:53"
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.33.0.11:5353"
+  method = "nat"
+  [[service.real_server]]
+  address = "10.33.0.12:5353"
+  method = "nat"
+"#
+        );
     }
 }

@@ -539,81 +539,19 @@ fn client_sysctls(lab: &Lab, client: &Host, system: System) -> Result<()> {
     lab.sysctl(client, "net.ipv4.tcp_tw_reuse", "1")
 }
 
-const DR_VIP: &str = "10.21.0.100";
-const TUN_VIP: &str = "10.22.0.100";
-const NAT_VIP: &str = "10.23.0.100";
-
-fn dr_config(d: &DaemonOpts) -> String {
-    format!(
-        r#"
-[node]
-name = "bench-dr"
-{}[[interface]]
-name = "eth0"
-address = "10.21.0.2/24"
-[[service]]
-protocol = "tcp"
-address = "{DR_VIP}:80"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.21.0.11:80"
-  method = "dr"
-  [[service.real_server]]
-  address = "10.21.0.12:80"
-  method = "dr"
-"#,
-        d.section()
-    )
-}
-
-fn tun_config(d: &DaemonOpts) -> String {
-    format!(
-        r#"
-[node]
-name = "bench-tun"
-{}[[interface]]
-name = "eth0"
-address = "10.22.0.2/24"
-gateway = "10.22.0.1"
-[[service]]
-protocol = "tcp"
-address = "{TUN_VIP}:80"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.32.0.11:80"
-  method = "tun"
-  [[service.real_server]]
-  address = "10.32.0.12:80"
-  method = "tun"
-"#,
-        d.section()
-    )
-}
-
-fn nat_config(d: &DaemonOpts) -> String {
-    format!(
-        r#"
-[node]
-name = "bench-nat"
-{}[[interface]]
-name = "eth0"
-address = "10.23.0.2/24"
-[[interface]]
-name = "eth1"
-address = "10.33.0.2/24"
-vips = ["10.33.0.1"]
-[[service]]
-protocol = "tcp"
-address = "{NAT_VIP}:80"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.33.0.11:80"
-  method = "nat"
-  [[service.real_server]]
-  address = "10.33.0.12:80"
-  method = "nat"
-"#,
-        d.section()
+/// directord in `mode`'s lab: the HTTP service on port 80, round robin,
+/// with the bench's `[dataplane]`.
+fn directord_config(mode: modes::Mode, d: &DaemonOpts) -> String {
+    let node = format!("bench-{}", mode.name());
+    modes::directord_config(
+        mode,
+        &modes::DirectordConfig {
+            node: &node,
+            dataplane: &d.section(),
+            scheduler: "rr",
+            port: 80,
+            udp: false,
+        },
     )
 }
 
@@ -641,13 +579,14 @@ defaults
     timeout client 30s
     timeout server 30s
 frontend fe
-    bind {NAT_VIP}:80
+    bind {vip}:80
     default_backend be
 backend be
     balance roundrobin
     server rs1 10.33.0.11:80
     server rs2 10.33.0.12:80
-"
+",
+        vip = modes::vip(modes::Mode::Nat)
     )
 }
 
@@ -670,9 +609,24 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
     let lab = &lvs.lab;
     client_sysctls(lab, &lvs.client, system)?;
     let balancer_proc = match (system, &lvs.director) {
-        (System::Dr, Some(h)) => Some(start_directord(lab, h, bins, &dr_config(d))?),
-        (System::Tun, Some(h)) => Some(start_directord(lab, h, bins, &tun_config(d))?),
-        (System::Nat, Some(h)) => Some(start_directord(lab, h, bins, &nat_config(d))?),
+        (System::Dr, Some(h)) => Some(start_directord(
+            lab,
+            h,
+            bins,
+            &directord_config(modes::Mode::Dr, d),
+        )?),
+        (System::Tun, Some(h)) => Some(start_directord(
+            lab,
+            h,
+            bins,
+            &directord_config(modes::Mode::Tun, d),
+        )?),
+        (System::Nat, Some(h)) => Some(start_directord(
+            lab,
+            h,
+            bins,
+            &directord_config(modes::Mode::Nat, d),
+        )?),
         (System::Nft, Some(h)) => {
             lab.enable_forwarding(h)?;
             let path = lab.unique_path("nft", ".rules");
@@ -687,7 +641,7 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
             let p = path.to_string_lossy().into_owned();
             lab.exec_ok(h, &["haproxy", "-c", "-q", "-f", &p])?;
             let mut proc = lab.spawn(h, &["haproxy", "-db", "-f", &p])?;
-            let up = lab.wait_listening(h, false, NAT_VIP.parse()?, 80, START_TIMEOUT);
+            let up = lab.wait_listening(h, false, modes::vip(modes::Mode::Nat), 80, START_TIMEOUT);
             if let Err(e) = up {
                 bail!(
                     "haproxy did not listen: {e:#}: {}",

@@ -151,104 +151,26 @@ impl Mode {
         SocketAddrV4::new(self.vip(), 53)
     }
 
-    fn config(self) -> &'static str {
-        match self {
-            Mode::Dr => DR_CONFIG,
-            Mode::Tun => TUN_CONFIG,
-            Mode::Nat => NAT_CONFIG,
-        }
+    /// directord's configuration. DR's TCP service is wrr, so that a
+    /// weight change shows in the split.
+    fn config(self) -> String {
+        let (node, scheduler) = match self {
+            Mode::Dr => ("dr-demo", "wrr"),
+            Mode::Tun => ("tun-demo", "rr"),
+            Mode::Nat => ("nat-demo", "rr"),
+        };
+        modes::directord_config(
+            self.lvs(),
+            &modes::DirectordConfig {
+                node,
+                dataplane: "",
+                scheduler,
+                port: self.port(),
+                udp: true,
+            },
+        )
     }
 }
-
-/// DR: a wrr service, so that a weight change shows in the split.
-const DR_CONFIG: &str = r#"
-[node]
-name = "dr-demo"
-[[interface]]
-name = "eth0"
-address = "10.21.0.2/24"
-[[service]]
-protocol = "tcp"
-address = "10.21.0.100:80"
-scheduler = "wrr"
-  [[service.real_server]]
-  address = "10.21.0.11:80"
-  method = "dr"
-  [[service.real_server]]
-  address = "10.21.0.12:80"
-  method = "dr"
-[[service]]
-protocol = "udp"
-address = "10.21.0.100:53"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.21.0.11:53"
-  method = "dr"
-  [[service.real_server]]
-  address = "10.21.0.12:53"
-  method = "dr"
-"#;
-
-const TUN_CONFIG: &str = r#"
-[node]
-name = "tun-demo"
-[[interface]]
-name = "eth0"
-address = "10.22.0.2/24"
-gateway = "10.22.0.1"
-[[service]]
-protocol = "tcp"
-address = "10.22.0.100:80"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.32.0.11:80"
-  method = "tun"
-  [[service.real_server]]
-  address = "10.32.0.12:80"
-  method = "tun"
-[[service]]
-protocol = "udp"
-address = "10.22.0.100:53"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.32.0.11:53"
-  method = "tun"
-  [[service.real_server]]
-  address = "10.32.0.12:53"
-  method = "tun"
-"#;
-
-const NAT_CONFIG: &str = r#"
-[node]
-name = "nat-demo"
-[[interface]]
-name = "eth0"
-address = "10.23.0.2/24"
-[[interface]]
-name = "eth1"
-address = "10.33.0.2/24"
-vips = ["10.33.0.1"]
-[[service]]
-protocol = "tcp"
-address = "10.23.0.100:8099"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.33.0.11:80"
-  method = "nat"
-  [[service.real_server]]
-  address = "10.33.0.12:80"
-  method = "nat"
-[[service]]
-protocol = "udp"
-address = "10.23.0.100:53"
-scheduler = "rr"
-  [[service.real_server]]
-  address = "10.33.0.11:5353"
-  method = "nat"
-  [[service.real_server]]
-  address = "10.33.0.12:5353"
-  method = "nat"
-"#;
 
 #[derive(Debug, Default)]
 struct Args {
@@ -477,7 +399,7 @@ fn run_mode(bins: &Bins, mode: Mode, keep: bool) -> Result<Option<Running>> {
 /// Starts directord in the director's namespace with the mode's config,
 /// printing the configuration as directord reads it.
 fn start_director(bins: &Bins, net: &Net) -> Result<Directord> {
-    let d = Directord::start(&net.lvs.lab, &net.dir_host, bins, net.mode.config())?;
+    let d = Directord::start(&net.lvs.lab, &net.dir_host, bins, &net.mode.config())?;
     step("directord's configuration (directord --check-config):");
     indented(
         &d.plan
