@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use smallvec::SmallVec;
 
 use crate::dataplane::{Action, Dataplane, IfaceId, Worker};
 use crate::forward::{L4Csum, Verdict};
@@ -171,7 +172,9 @@ fn run_loop(
         let now = clock.now();
         let sent_before = sent(txs);
         let mut received = 0u64;
-        let mut batches: Vec<_> = txs.iter_mut().map(|q| q.batch()).collect();
+        // One batch per interface, on the stack: this runs for every run of
+        // frames, often only a few, so it must not allocate.
+        let mut batches: SmallVec<[_; 4]> = txs.iter_mut().map(|q| q.batch()).collect();
         for frame in block.frames() {
             received += 1;
             let meta = frame.meta;
