@@ -13,6 +13,9 @@
 //!   (inbound) or source (outbound) address and port rewritten in place,
 //!   checksums fixed incrementally (RFC 1624), TTL decremented as IPVS does.
 //!
+//! [`gso::segment_tcp4`] cuts a GSO/GRO TCP/IPv4 super-packet into MSS-sized
+//! segments, as the kernel's `tcp_gso_segment` would, for the TUN mode.
+//!
 //! Nothing here allocates, does I/O or reads a clock. ICMP errors are
 //! built but not rate-limited: the I/O layer owns time and must limit them
 //! (Linux allows about one per second per destination by default).
@@ -25,6 +28,7 @@
 pub mod checksum;
 pub mod dr;
 mod error;
+pub mod gso;
 mod icmp;
 mod mac;
 pub mod nat;
