@@ -51,10 +51,16 @@
 //! pseudo-header sum ([`FrameMeta::l4_csum`] maps it to
 //! `L4Csum::Partial`, and the rewrites complete it before sending); with
 //! TSO/GSO on, a TCP sender's segments arrive as single "frames" of up to
-//! 64 KiB ([`FrameMeta::exceeds_mtu`]), which cannot be sent on as they
-//! are (EMSGSIZE, counted in [`TxStats`]). This layer reports both and
-//! does not segment: run the data interfaces with GRO/GSO/TSO off, as the
-//! lab's `disable_offloads` does.
+//! 64 KiB ([`FrameMeta::exceeds_mtu`]), which a plain socket cannot send
+//! on (EMSGSIZE, counted in [`TxStats`]). Two ways to run:
+//! - offloads off on the data interfaces (the daemon's default, and the
+//!   lab's `disable_offloads`): every frame is MTU-sized;
+//! - offloads on, with [`RxConfig::for_offloads`] and
+//!   [`TxConfig::vnet_hdr`]: every frame comes and goes behind a
+//!   [`VnetHdr`] that gives a merged frame's segment size, and
+//!   [`TxBatch::push_verdict_offloaded`] hands it back to the kernel whole
+//!   (checksum left partial, the same segment size), or cuts it itself
+//!   for TUN.
 
 #![allow(unsafe_code)]
 
@@ -67,9 +73,12 @@ mod sys;
 mod tpacket;
 mod tpacket2;
 mod tx;
+mod vnet;
 mod wake;
 
-pub use afpacket::{AfPacket, Fanout, FanoutMode, RingVersion, RxBlock, RxConfig, RxStats};
+pub use afpacket::{
+    AfPacket, Fanout, FanoutMode, OFFLOAD_FRAME_SIZE, RingVersion, RxBlock, RxConfig, RxStats,
+};
 pub use bpf::{Filter, FilterBuilder, FilterTooLong, MAX_INSNS, SockFilter, op};
 pub use error::IoError;
 pub use iface::{IfInfo, if_index, if_info};
@@ -77,4 +86,5 @@ pub use netns::{netns_path, run_in_netns};
 pub use sys::pin_current_thread;
 pub use tpacket::{FrameMeta, Frames, RxFrame, VlanTag};
 pub use tx::{SCRATCH_LEN, TxBatch, TxConfig, TxQueue, TxStats};
+pub use vnet::{F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV4, VNET_HDR_LEN, VnetHdr};
 pub use wake::Wake;

@@ -22,6 +22,7 @@ pub(crate) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 pub(crate) const PACKET_RX_RING: libc::c_int = 5;
 pub(crate) const PACKET_STATISTICS: libc::c_int = 6;
 pub(crate) const PACKET_VERSION: libc::c_int = 10;
+pub(crate) const PACKET_VNET_HDR: libc::c_int = 15;
 pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = 20;
 pub(crate) const PACKET_FANOUT: libc::c_int = 18;
 pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = 23;

@@ -29,6 +29,7 @@
 //! (`tpacket2.rs`), whose frames are walked slot by slot instead.
 
 use super::tpacket2::SlotFrames;
+use super::vnet::{VNET_HDR_LEN, VnetHdr};
 use crate::forward::L4Csum;
 
 /// Offsets in `tpacket_block_desc`.
@@ -108,6 +109,10 @@ pub struct FrameMeta {
     pub losing: bool,
     /// Bytes lent (tp_snaplen).
     pub snap_len: u32,
+    /// The virtio-net header in front of the frame, on a socket opened
+    /// with [`RxConfig::vnet_hdr`](super::RxConfig::vnet_hdr) (GSO type
+    /// and segment size of a merged frame); `None` otherwise.
+    pub vnet: Option<VnetHdr>,
 }
 
 impl FrameMeta {
@@ -137,6 +142,7 @@ impl FrameMeta {
             }),
             losing: status & status::LOSING != 0,
             snap_len,
+            vnet: None,
         }
     }
 
@@ -158,6 +164,12 @@ impl FrameMeta {
     /// with EMSGSIZE); drop it, or turn the offloads off.
     pub fn exceeds_mtu(&self, mtu: u32) -> bool {
         self.wire_len > mtu.saturating_add(14)
+    }
+
+    /// A GSO/GRO super-frame handed over with its segment size (on a
+    /// socket with `vnet_hdr`): it can be sent on whole with that size.
+    pub fn gso(&self) -> Option<VnetHdr> {
+        self.vnet.filter(VnetHdr::is_gso)
     }
 
     /// The frame did not fit the ring's frame limit (or the filter's snap
@@ -248,6 +260,16 @@ impl<'a> Frames<'a> {
         Frames(Walk::Slots(SlotFrames::new(slots, frame_size, counter)))
     }
 
+    /// Each frame is preceded by a virtio-net header (the socket has
+    /// `PACKET_VNET_HDR`): read it into [`FrameMeta::vnet`].
+    pub(crate) fn with_vnet(mut self, on: bool) -> Frames<'a> {
+        match &mut self.0 {
+            Walk::Block(b) => b.vnet = on,
+            Walk::Slots(s) => s.vnet = on,
+        }
+        self
+    }
+
     /// Whether the walk met a malformed frame (V3: and stopped there).
     pub fn malformed(&self) -> bool {
         match &self.0 {
@@ -290,6 +312,8 @@ pub(crate) struct BlockFrames<'a> {
     malformed: bool,
     /// Incremented once if the walk stops early (a socket's counter).
     malformed_counter: Option<&'a mut u64>,
+    /// Each frame is preceded by a virtio-net header.
+    vnet: bool,
 }
 
 impl<'a> BlockFrames<'a> {
@@ -314,6 +338,7 @@ impl<'a> BlockFrames<'a> {
             left,
             malformed: false,
             malformed_counter: counter,
+            vnet: false,
         };
         if malformed {
             f.mark_malformed();
@@ -374,8 +399,13 @@ impl<'a> Iterator for BlockFrames<'a> {
         );
         // The frame's bytes follow its header and must fit the block.
         let start = rel + mac;
-        if mac < hdr::SIZE || start + snap > self.rest.len() {
+        let room = if self.vnet { VNET_HDR_LEN } else { 0 };
+        if mac < hdr::SIZE + room || start + snap > self.rest.len() {
             return self.stop_malformed();
+        }
+        let mut meta = meta;
+        if self.vnet {
+            meta.vnet = Some(VnetHdr::parse(&self.rest[start - room..start]));
         }
         let rest = std::mem::take(&mut self.rest);
         let (_, tail) = rest.split_at_mut(start);

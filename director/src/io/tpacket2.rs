@@ -24,6 +24,7 @@
 //! it is skipped and counted; the walk goes on with the next slot.
 
 use super::tpacket::{FrameMeta, RxFrame, rd_u16, rd_u32};
+use super::vnet::{VNET_HDR_LEN, VnetHdr};
 
 /// Offsets in `tpacket2_hdr`.
 pub(crate) mod hdr {
@@ -46,6 +47,8 @@ pub(crate) struct SlotFrames<'a> {
     malformed: bool,
     /// Incremented per skipped slot (a socket's counter).
     malformed_counter: Option<&'a mut u64>,
+    /// Each frame is preceded by a virtio-net header.
+    pub(crate) vnet: bool,
 }
 
 impl<'a> SlotFrames<'a> {
@@ -60,6 +63,7 @@ impl<'a> SlotFrames<'a> {
             slots: slots.chunks_exact_mut(frame_size.max(hdr::SIZE)),
             malformed: false,
             malformed_counter: counter,
+            vnet: false,
         }
     }
 
@@ -97,8 +101,13 @@ impl<'a> Iterator for SlotFrames<'a> {
                 (rd_u16(h, hdr::VLAN_TCI), rd_u16(h, hdr::VLAN_TPID)),
             );
             let end = mac.checked_add(snap as usize);
+            let room = if self.vnet { VNET_HDR_LEN } else { 0 };
             match end {
-                Some(end) if mac >= hdr::SIZE && end <= slot.len() => {
+                Some(end) if mac >= hdr::SIZE + room && end <= slot.len() => {
+                    let mut meta = meta;
+                    if self.vnet {
+                        meta.vnet = Some(VnetHdr::parse(&slot[mac - room..mac]));
+                    }
                     return Some(RxFrame {
                         data: &mut slot[mac..end],
                         meta,

@@ -5,13 +5,15 @@
 //! straight from the RX ring (one iovec), and a TUN encapsulation as the
 //! 34-byte prefix followed by the untouched inner packet still in the ring
 //! (two iovecs). Only small frames the dataplane builds itself (ICMP
-//! errors, ARP replies) are copied, into a per-slot scratch buffer.
+//! errors, ARP replies) are copied, into a per-slot scratch buffer, and,
+//! with offloads on, the segments TUN cuts from a merged frame. With
+//! offloads on every message starts with its virtio-net header.
 //!
 //! ```text
 //! TxQueue (per worker, per egress interface; reused)
-//!   msgs[i].msg_hdr.msg_iov ──> iovs[i] = [ prefix or frame , body ]
-//!                                            │                 └─> RX ring bytes
-//!                                            └─> scratch[i] (copied) or RX ring
+//!   msgs[i].msg_hdr.msg_iov ──> iovs[i] = [ (vnet hdr), prefix or frame , body ]
+//!                                                        │                 └─> RX ring bytes
+//!                                                        └─> scratch[i] (copied) or RX ring
 //! TxBatch<'a> (borrows the queue and every queued frame for 'a;
 //!              flushes on drop, so no pointer outlives its frame)
 //! ```
@@ -39,7 +41,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use super::error::IoError;
 use super::iface;
 use super::sys;
-use crate::forward::Verdict;
+use super::vnet::{VNET_HDR_LEN, VnetHdr};
+use crate::forward::gso::{segment_tcp4, segmented_len};
+use crate::forward::tun::PREFIX_LEN;
+use crate::forward::{TunHeader, Verdict};
+
+/// Offset of the IPv4 header in an untagged Ethernet frame.
+const ETH_LEN: usize = 14;
 
 /// Bytes of per-slot scratch: room for the TUN prefix (34 B), an ICMP
 /// error frame (`forward::icmp::MAX_ICMP_FRAME`, 110 B) or an ARP reply.
@@ -61,6 +69,11 @@ pub struct TxConfig {
     pub qdisc_bypass: bool,
     /// `SO_SNDBUF` in bytes, if not the system default.
     pub sndbuf: Option<usize>,
+    /// `PACKET_VNET_HDR`: every frame is sent behind a virtio-net header,
+    /// so a GSO super-frame can be handed over whole with its segment
+    /// size and a partial checksum left for the kernel
+    /// ([`TxBatch::push_verdict_offloaded`]).
+    pub vnet_hdr: bool,
 }
 
 impl Default for TxConfig {
@@ -69,6 +82,7 @@ impl Default for TxConfig {
             batch: 64,
             qdisc_bypass: false,
             sndbuf: None,
+            vnet_hdr: false,
         }
     }
 }
@@ -123,8 +137,21 @@ pub struct TxQueue {
     iface: String,
     ifindex: u32,
     msgs: Box<[libc::mmsghdr]>,
-    iovs: Box<[[libc::iovec; 2]]>,
+    /// Per message: the virtio-net header (with `vnet`), then up to two
+    /// pieces of frame.
+    iovs: Box<[[libc::iovec; 3]]>,
     scratch: Box<[[u8; SCRATCH_LEN]]>,
+    /// Per message: its virtio-net header's bytes.
+    vnet_hdrs: Box<[[u8; VNET_HDR_LEN]]>,
+    /// The socket has `PACKET_VNET_HDR`.
+    vnet: bool,
+    /// Segments cut from a GSO super-frame that cannot leave whole
+    /// (TUN), each behind its outer header; grown on demand, reused.
+    segments: Vec<u8>,
+    /// Their ranges in `segments`, for the current super-frame.
+    segment_ranges: Vec<std::ops::Range<usize>>,
+    /// Queued messages point into `segments`: flush before reusing it.
+    segments_queued: bool,
     /// Queued messages (`msgs[..len]`).
     len: usize,
     stats: TxStats,
@@ -167,13 +194,17 @@ impl TxQueue {
             sys::setsockopt(s, libc::SOL_SOCKET, libc::SO_SNDBUF, &n)
                 .map_err(err("setsockopt(SO_SNDBUF)"))?;
         }
+        if cfg.vnet_hdr {
+            sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_VNET_HDR, &1i32)
+                .map_err(err("setsockopt(PACKET_VNET_HDR)"))?;
+        }
         sys::bind_packet(s, ifindex, 0).map_err(err("bind"))?;
 
         let empty_iov = libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         };
-        let mut iovs = vec![[empty_iov; 2]; batch].into_boxed_slice();
+        let mut iovs = vec![[empty_iov; 3]; batch].into_boxed_slice();
         let msgs: Box<[libc::mmsghdr]> = (0..batch)
             .map(|i| {
                 // SAFETY: mmsghdr is a plain C struct of integers and
@@ -193,6 +224,11 @@ impl TxQueue {
             msgs,
             iovs,
             scratch: vec![[0u8; SCRATCH_LEN]; batch].into_boxed_slice(),
+            vnet_hdrs: vec![[0u8; VNET_HDR_LEN]; batch].into_boxed_slice(),
+            vnet: cfg.vnet_hdr,
+            segments: Vec::new(),
+            segment_ranges: Vec::new(),
+            segments_queued: false,
             len: 0,
             stats: TxStats::default(),
         })
@@ -247,10 +283,11 @@ impl TxQueue {
         let mut i = 0;
         while i < self.len {
             // SAFETY: entries `i..len` were filled by `TxBatch` pushes in
-            // the current batch: their iovecs point at scratch slots of
-            // this queue or at frames borrowed by the live `TxBatch` (its
-            // lifetime guarantees they are still valid), with their exact
-            // lengths; msg_name is null.
+            // the current batch: their iovecs point at this queue's own
+            // scratch slots, virtio-net headers or segment buffer (not
+            // resized while `segments_queued`), or at frames borrowed by
+            // the live `TxBatch` (its lifetime guarantees they are still
+            // valid), with their exact lengths; msg_name is null.
             let r = unsafe {
                 sys::sendmmsg(
                     self.fd.as_fd(),
@@ -282,6 +319,7 @@ impl TxQueue {
             }
         }
         self.len = 0;
+        self.segments_queued = false;
     }
 }
 
@@ -303,24 +341,46 @@ impl<'a> TxBatch<'a> {
         i
     }
 
-    fn set(&mut self, i: usize, iov: [(*const u8, usize); 2], n: usize) {
-        for (dst, (ptr, len)) in self.q.iovs[i].iter_mut().zip(iov) {
+    /// Message `i` is the `n` pieces of `iov`, behind virtio-net header
+    /// `hdr` if the socket takes one.
+    fn set(&mut self, i: usize, iov: [(*const u8, usize); 2], n: usize, hdr: VnetHdr) {
+        let q = &mut *self.q;
+        let mut pieces = q.iovs[i].iter_mut();
+        if q.vnet {
+            q.vnet_hdrs[i] = hdr.to_bytes();
+            if let Some(dst) = pieces.next() {
+                dst.iov_base = q.vnet_hdrs[i].as_mut_ptr().cast();
+                dst.iov_len = VNET_HDR_LEN;
+            }
+        }
+        for (dst, (ptr, len)) in pieces.zip(iov) {
             dst.iov_base = ptr.cast_mut().cast();
             dst.iov_len = len;
         }
-        self.q.msgs[i].msg_hdr.msg_iovlen = n as _;
-        self.q.msgs[i].msg_len = 0;
+        q.msgs[i].msg_hdr.msg_iovlen = (n + usize::from(q.vnet)) as _;
+        q.msgs[i].msg_len = 0;
     }
 
     /// Queues a whole frame, sent from where it is (no copy).
     pub fn push(&mut self, frame: &'a [u8]) {
+        self.push_with(frame, VnetHdr::NONE);
+    }
+
+    /// [`TxBatch::push`] behind virtio-net header `hdr` (ignored unless
+    /// the queue was opened with `vnet_hdr`).
+    fn push_with(&mut self, frame: &'a [u8], hdr: VnetHdr) {
         let i = self.slot();
-        self.set(i, [(frame.as_ptr(), frame.len()), (std::ptr::null(), 0)], 1);
+        let iov = [(frame.as_ptr(), frame.len()), (std::ptr::null(), 0)];
+        self.set(i, iov, 1, hdr);
     }
 
     /// Queues `prefix` (copied, at most [`SCRATCH_LEN`] bytes) followed by
     /// `body` (not copied): a TUN encapsulation as two iovecs.
     pub fn push_prefixed(&mut self, prefix: &[u8], body: &'a [u8]) {
+        self.push_prefixed_with(prefix, body, VnetHdr::NONE);
+    }
+
+    fn push_prefixed_with(&mut self, prefix: &[u8], body: &'a [u8], hdr: VnetHdr) {
         if prefix.len() > SCRATCH_LEN {
             self.q.stats.dropped_unfit += 1;
             return;
@@ -328,7 +388,7 @@ impl<'a> TxBatch<'a> {
         let i = self.slot();
         self.q.scratch[i][..prefix.len()].copy_from_slice(prefix);
         let p = self.q.scratch[i].as_ptr();
-        self.set(i, [(p, prefix.len()), (body.as_ptr(), body.len())], 2);
+        self.set(i, [(p, prefix.len()), (body.as_ptr(), body.len())], 2, hdr);
     }
 
     /// Queues a copy of a small frame (at most [`SCRATCH_LEN`] bytes): an
@@ -341,7 +401,12 @@ impl<'a> TxBatch<'a> {
         let i = self.slot();
         self.q.scratch[i][..frame.len()].copy_from_slice(frame);
         let p = self.q.scratch[i].as_ptr();
-        self.set(i, [(p, frame.len()), (std::ptr::null(), 0)], 1);
+        self.set(
+            i,
+            [(p, frame.len()), (std::ptr::null(), 0)],
+            1,
+            VnetHdr::NONE,
+        );
     }
 
     /// Queues what a forwarding [`Verdict`] asks for, `frame` being the
@@ -364,6 +429,99 @@ impl<'a> TxBatch<'a> {
             },
             Verdict::Icmp { reply, .. } => self.push_copy(reply.as_bytes()),
             Verdict::Drop(_) => return false,
+        }
+        true
+    }
+
+    /// [`TxBatch::push_verdict`] for a frame classified with
+    /// [`L4Csum::Offload`](crate::forward::L4Csum::Offload), whose L4
+    /// checksum the rewrite left for the kernel to complete; `rx` is the
+    /// virtio-net header it arrived with (its GSO type and size). On a
+    /// queue opened with `vnet_hdr`:
+    /// - a rewritten frame leaves whole behind `NEEDS_CSUM` and the same
+    ///   GSO type and size: the kernel (or the receiving stack behind a
+    ///   veth) cuts it and completes each segment's checksum;
+    /// - a TUN encapsulation of a single packet as it is (`encapsulate`
+    ///   completed its checksum: behind an outer header, no decapsulator
+    ///   could tell it was partial);
+    /// - a TUN encapsulation of a super-frame is cut here into segments,
+    ///   each behind its own outer header, with complete checksums: the
+    ///   kernel cannot segment a packet inside an IPIP header that it did
+    ///   not build itself.
+    ///
+    /// Without `vnet_hdr` nothing can carry the offload: the frame is
+    /// dropped and counted in `dropped_unfit`.
+    pub fn push_verdict_offloaded(
+        &mut self,
+        frame: &'a [u8],
+        verdict: &Verdict,
+        rx: VnetHdr,
+    ) -> bool {
+        if !self.q.vnet && !matches!(verdict, Verdict::Icmp { .. } | Verdict::Drop(_)) {
+            self.q.stats.dropped_unfit += 1;
+            return false;
+        }
+        match verdict {
+            Verdict::Transmit { len } => match frame.get(..*len) {
+                Some(f) => match rx.partial_at(f, ETH_LEN) {
+                    Some(hdr) => self.push_with(f, hdr),
+                    None => self.push(f),
+                },
+                None => {
+                    self.q.stats.dropped_unfit += 1;
+                    return false;
+                }
+            },
+            Verdict::Encapsulate(h) => {
+                let Some(inner) = frame.get(h.inner()) else {
+                    self.q.stats.dropped_unfit += 1;
+                    return false;
+                };
+                if rx.is_gso() {
+                    return self.push_segmented(h, inner, rx.gso_size);
+                }
+                // `tun::encapsulate` completed the inner checksum.
+                self.push_prefixed(h.prefix(), inner);
+            }
+            Verdict::Icmp { reply, .. } => self.push_copy(reply.as_bytes()),
+            Verdict::Drop(_) => return false,
+        }
+        true
+    }
+
+    /// Cuts the TCP super-packet `inner` into `mss` segments behind
+    /// copies of `h`'s outer header, in the queue's segment buffer.
+    fn push_segmented(&mut self, h: &TunHeader, inner: &[u8], mss: u16) -> bool {
+        if self.q.segments_queued {
+            // The buffer still backs queued messages.
+            self.q.flush();
+        }
+        let need = match segmented_len(inner, mss, PREFIX_LEN) {
+            Ok(n) => n,
+            Err(_) => {
+                self.q.stats.dropped_unfit += 1;
+                return false;
+            }
+        };
+        let q = &mut *self.q;
+        if q.segments.len() < need {
+            q.segments.resize(need, 0);
+        }
+        q.segment_ranges.clear();
+        let ranges = &mut q.segment_ranges;
+        if segment_tcp4(inner, mss, PREFIX_LEN, &mut q.segments, |r| ranges.push(r)).is_err() {
+            q.stats.dropped_unfit += 1;
+            return false;
+        }
+        for k in 0..self.q.segment_ranges.len() {
+            let r = self.q.segment_ranges[k].clone();
+            let prefix = h.segment_prefix(r.len() - PREFIX_LEN, k as u16);
+            self.q.segments[r.start..r.start + PREFIX_LEN].copy_from_slice(&prefix);
+            let i = self.slot();
+            // `slot` may have flushed earlier segments; the buffer stays.
+            self.q.segments_queued = true;
+            let p = self.q.segments[r.clone()].as_ptr();
+            self.set(i, [(p, r.len()), (std::ptr::null(), 0)], 1, VnetHdr::NONE);
         }
         true
     }
