@@ -10,7 +10,7 @@
 //! director invisible at layer 3 for DR, as a bridge-like hop.)
 
 use super::mac::MacPair;
-use super::packet::{Packet, ensure_complete};
+use super::packet::{Packet, ensure_complete, finish_offload};
 use super::{Verdict, set_macs};
 
 /// Rewrites `frame` in place for direct routing: destination MAC :=
@@ -21,6 +21,7 @@ use super::{Verdict, set_macs};
 #[inline]
 pub fn rewrite(frame: &mut [u8], pkt: &Packet, macs: MacPair) -> Verdict {
     ensure_complete(frame, pkt);
+    finish_offload(frame, pkt);
     set_macs(frame, macs);
     Verdict::Transmit { len: frame.len() }
 }

@@ -94,11 +94,15 @@ pub enum DropReason {
     /// would loop it.
     #[error("own frame seen again")]
     OwnFrame,
+    /// A GSO/GRO super-frame of a kind the dataplane does not cut or pass
+    /// on (UDP segmentation offload): dropped whole.
+    #[error("GSO super-frame of an unsupported kind (UDP)")]
+    GsoUnsupported,
 }
 
 impl DropReason {
     /// Number of reasons (size of [`DropCounters`]).
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -123,6 +127,7 @@ impl DropReason {
         DropReason::NoNeighbour,
         DropReason::Standby,
         DropReason::OwnFrame,
+        DropReason::GsoUnsupported,
     ];
 
     /// A stable snake_case name, usable as a metrics label. Never changes
@@ -150,6 +155,7 @@ impl DropReason {
             DropReason::NoNeighbour => "no_neighbour",
             DropReason::Standby => "standby",
             DropReason::OwnFrame => "own_frame",
+            DropReason::GsoUnsupported => "gso_unsupported",
         }
     }
 
@@ -162,7 +168,7 @@ impl DropReason {
 }
 
 // A variant added without growing COUNT/ALL would index past the counters.
-const _: () = assert!(DropReason::OwnFrame as usize + 1 == DropReason::COUNT);
+const _: () = assert!(DropReason::GsoUnsupported as usize + 1 == DropReason::COUNT);
 
 /// One relaxed atomic counter per [`DropReason`], shared by all workers.
 pub struct DropCounters {

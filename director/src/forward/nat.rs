@@ -32,7 +32,7 @@ use super::error::DropReason;
 use super::icmp::{IcmpKind, build_error};
 use super::mac::MacPair;
 use super::packet::field::*;
-use super::packet::{Packet, ensure_complete};
+use super::packet::{Packet, ensure_complete, finish_offload};
 use super::{Verdict, set_macs};
 use crate::types::Protocol;
 
@@ -96,13 +96,18 @@ fn rewrite(
     let addr = Delta::new().dword(old_ip, new_ip);
     apply_at(frame, l3 + IP_CSUM, addr.word(old_ttl_proto, new_ttl_proto));
     let l4_delta = addr.word(old_port, new_port);
-    match pkt.protocol {
-        Protocol::Tcp => apply_at(frame, l4 + TCP_CSUM, l4_delta),
-        Protocol::Udp => apply_udp_at(frame, l4 + UDP_CSUM, l4_delta),
+    // Left to the kernel (offloads on): `finish_offload` below writes the
+    // pseudo-header sum of the new addresses instead.
+    if !pkt.l4_csum_offload {
+        match pkt.protocol {
+            Protocol::Tcp => apply_at(frame, l4 + TCP_CSUM, l4_delta),
+            Protocol::Udp => apply_udp_at(frame, l4 + UDP_CSUM, l4_delta),
+        }
     }
     frame[l3 + addr_at..l3 + addr_at + 4].copy_from_slice(&new_ip.to_be_bytes());
     put16(frame, l4 + port_at, new_port);
     put16(frame, l3 + IP_TTL, new_ttl_proto);
+    finish_offload(frame, pkt);
     set_macs(frame, macs);
     Verdict::Transmit { len: frame.len() }
 }

@@ -62,7 +62,7 @@
 pub use crate::types::TcpFlags;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::checksum::{checksum, get16, l4_checksum_v4, put16};
+use super::checksum::{checksum, get16, l4_checksum_v4, pseudo_header_v4, put16};
 use super::error::DropReason;
 use crate::types::Protocol;
 
@@ -120,6 +120,19 @@ pub enum L4Csum {
     /// verified; the rewrites complete the checksum in software first (see
     /// [`complete_partial_checksum`]) so the frame leaves correct.
     Partial,
+    /// The frame leaves through a socket that lets the kernel complete
+    /// the L4 checksum (a virtio-net header flagged `NEEDS_CSUM`; see
+    /// `io::VnetHdr`), the way it came in with the offloads on: nothing
+    /// is verified (a local sender's checksum is partial, a GRO-merged
+    /// frame's was verified per segment by the kernel), and every rewrite
+    /// leaves the field holding the pseudo-header sum of the final
+    /// addresses, which is what the kernel completes. `gso_size` > 0: a
+    /// GSO/GRO super-packet, to be cut into segments of that many payload
+    /// bytes (TCP only; UDP ones are dropped, [`DropReason::GsoUnsupported`]).
+    Offload {
+        /// Payload bytes per segment; 0 for a single packet.
+        gso_size: u16,
+    },
 }
 
 /// What classification learned about a valid IPv4 TCP/UDP frame.
@@ -158,6 +171,12 @@ pub struct Packet {
     /// Classified with [`L4Csum::Partial`]: the L4 checksum field holds
     /// only the pseudo-header sum until completed.
     pub l4_csum_partial: bool,
+    /// Classified with [`L4Csum::Offload`]: the kernel completes the L4
+    /// checksum on transmit; rewrites leave the pseudo-header sum there.
+    pub l4_csum_offload: bool,
+    /// A GSO/GRO super-packet's payload bytes per segment; 0 if a single
+    /// packet.
+    pub gso_size: u16,
 }
 
 impl Packet {
@@ -266,6 +285,13 @@ pub fn classify(frame: &[u8], csum: L4Csum) -> Result<Packet, DropReason> {
         }
     };
     let segment = &l4[..l4_len];
+    let gso_size = match csum {
+        L4Csum::Offload { gso_size } => gso_size,
+        _ => 0,
+    };
+    if gso_size > 0 && protocol != Protocol::Tcp {
+        return Err(DropReason::GsoUnsupported);
+    }
 
     if csum == L4Csum::Verify {
         // UDP checksum 0 means the sender computed none (RFC 768).
@@ -290,6 +316,8 @@ pub fn classify(frame: &[u8], csum: L4Csum) -> Result<Packet, DropReason> {
         df: flags_frag & IP_DF != 0,
         ttl: ip[IP_TTL],
         l4_csum_partial: csum == L4Csum::Partial,
+        l4_csum_offload: matches!(csum, L4Csum::Offload { .. }),
+        gso_size,
     })
 }
 
@@ -317,6 +345,23 @@ pub fn complete_partial_checksum(frame: &mut [u8], pkt: &mut Packet) {
     }
     put16(frame, at, c);
     pkt.l4_csum_partial = false;
+}
+
+/// For a packet whose checksum the kernel completes on transmit
+/// ([`L4Csum::Offload`]): writes the pseudo-header sum of the frame's
+/// (final) addresses and L4 length into the L4 checksum field, which is
+/// what the kernel expects there (`~tcp_v4_check(len, saddr, daddr, 0)`).
+/// Every rewrite calls this last. Written whole rather than adjusted: a
+/// GRO-merged frame arrives with its first segment's full checksum there.
+#[inline]
+pub(crate) fn finish_offload(frame: &mut [u8], pkt: &Packet) {
+    if pkt.l4_csum_offload {
+        let l3 = usize::from(pkt.l3_offset);
+        let src = ipv4_at(frame, l3 + IP_SRC);
+        let dst = ipv4_at(frame, l3 + IP_DST);
+        let sum = pseudo_header_v4(src, dst, pkt.protocol.number(), pkt.l4_len);
+        put16(frame, pkt.l4_csum_at(), sum);
+    }
 }
 
 /// Completes a partial checksum if `pkt` says there is one; every rewrite

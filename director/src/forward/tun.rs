@@ -36,12 +36,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 
-use super::checksum::{checksum, put16};
+use super::checksum::{checksum, get16, put16};
 use super::error::DropReason;
 use super::icmp::{IcmpKind, build_error};
 use super::mac::MacPair;
 use super::packet::field::*;
-use super::packet::{Packet, ensure_complete};
+use super::packet::{Packet, complete_partial_checksum, ensure_complete};
 use super::{Verdict, set_macs};
 
 /// Length of the prefix: Ethernet + outer IPv4 header (no options).
@@ -99,7 +99,8 @@ impl TunParams {
 pub struct TunHeader {
     prefix: [u8; PREFIX_LEN],
     inner_start: u16,
-    inner_end: u16,
+    // A GSO super-packet ends past 65535 (14 + up to 65535 bytes).
+    inner_end: u32,
 }
 
 impl TunHeader {
@@ -111,7 +112,24 @@ impl TunHeader {
     /// The inner IP packet's range in the input frame. Excludes any
     /// Ethernet padding of the input frame: it is not part of the packet.
     pub fn inner(&self) -> Range<usize> {
-        usize::from(self.inner_start)..usize::from(self.inner_end)
+        usize::from(self.inner_start)..self.inner_end as usize
+    }
+
+    /// The prefix for segment `index` (0, 1, ...) of a GSO inner packet
+    /// cut into segments, this one `inner_len` IP bytes long: the outer
+    /// total length and ID (one more per segment, as the kernel's
+    /// segmentation numbers IDs) set, the header checksum recomputed.
+    pub fn segment_prefix(&self, inner_len: usize, index: u16) -> [u8; PREFIX_LEN] {
+        let mut p = self.prefix;
+        let ip = &mut p[ETH_LEN..];
+        let total = (inner_len + IPV4_MIN_LEN).min(usize::from(u16::MAX)) as u16;
+        put16(ip, IP_TOTAL_LEN, total);
+        let id = get16(ip, IP_ID).wrapping_add(index);
+        put16(ip, IP_ID, id);
+        put16(ip, IP_CSUM, 0);
+        let c = checksum(&ip[..IPV4_MIN_LEN]);
+        put16(ip, IP_CSUM, c);
+        p
     }
 
     /// Total length of the output frame.
@@ -156,7 +174,17 @@ pub fn encapsulate(
     };
     let inner_len = usize::from(pkt.ip_len);
     let outer_len = inner_len + IPV4_MIN_LEN;
-    if outer_len > usize::from(params.mtu) {
+    // A GSO super-packet leaves as segments (cut by the I/O layer): each
+    // segment must fit, not the whole.
+    let largest = if pkt.gso_size > 0 {
+        let l4 = usize::from(pkt.l4_offset);
+        let tcp_hdr = usize::from(frame[l4 + TCP_DATA_OFFSET] >> 4) * 4;
+        (l4 - usize::from(pkt.l3_offset) + tcp_hdr + usize::from(pkt.gso_size)).min(inner_len)
+            + IPV4_MIN_LEN
+    } else {
+        outer_len
+    };
+    if largest > usize::from(params.mtu) {
         if !pkt.df {
             return Verdict::Drop(DropReason::TooBigNoDf);
         }
@@ -169,6 +197,14 @@ pub fn encapsulate(
         };
     }
     ensure_complete(frame, pkt);
+    if pkt.l4_csum_offload && pkt.gso_size == 0 {
+        // Completed here rather than left to the kernel: behind an outer
+        // header it reaches a decapsulator that cannot know it is partial
+        // (a userspace one reads a raw socket; a NIC may not offload inner
+        // checksums). A super-packet's segments get theirs when cut.
+        let mut p = *pkt;
+        complete_partial_checksum(frame, &mut p);
+    }
 
     let l3 = usize::from(pkt.l3_offset);
     let inner_tos = frame[l3 + IP_TOS];
@@ -183,8 +219,13 @@ pub fn encapsulate(
     } else {
         inner_tos
     };
-    // Fits: outer_len <= mtu <= u16::MAX.
-    put16(ip, IP_TOTAL_LEN, outer_len as u16);
+    // Fits unless a GSO super-packet, whose segments get their own
+    // lengths (`TunHeader::segment_prefix`).
+    put16(
+        ip,
+        IP_TOTAL_LEN,
+        outer_len.min(usize::from(u16::MAX)) as u16,
+    );
     put16(ip, IP_ID, ip_id);
     put16(ip, IP_FLAGS_FRAG, if pkt.df { IP_DF } else { 0 });
     ip[IP_TTL] = match params.ttl {
@@ -200,7 +241,6 @@ pub fn encapsulate(
     Verdict::Encapsulate(TunHeader {
         prefix: p,
         inner_start: pkt.l3_offset,
-        // Fits: 14 + inner_len < inner_len + 20 <= mtu <= u16::MAX.
-        inner_end: pkt.l3_end() as u16,
+        inner_end: pkt.l3_end() as u32,
     })
 }
