@@ -27,6 +27,7 @@ pub(crate) struct RawDataplane {
     verify_checksums: Option<bool>,
     rx_ring: Option<Spanned<String>>,
     fanout: Option<Spanned<String>>,
+    offloads: Option<bool>,
 }
 
 /// `tun_ttl` as written: a number, or `"inherit"`.
@@ -84,6 +85,12 @@ pub struct DataplaneSettings {
     /// (by flow, the default) or `"cpu"` (by the CPU the frame arrived on,
     /// each worker pinned to its CPU).
     pub fanout: WorkerFanout,
+    /// Keep the data interfaces' offloads (GRO, TSO/GSO, checksum) on and
+    /// forward merged frames whole (default false: the daemon turns them
+    /// off and sees MTU-sized frames). DR and NAT hand a merged TCP frame
+    /// to the kernel whole, to be cut on the way out; TUN cuts it itself;
+    /// merged UDP frames are dropped (`gso_unsupported`).
+    pub offloads: bool,
 }
 
 /// `[dataplane] fanout`.
@@ -123,6 +130,7 @@ impl Default for DataplaneSettings {
             verify_checksums: true,
             rx_ring: RingVersion::default(),
             fanout: WorkerFanout::default(),
+            offloads: false,
         }
     }
 }
@@ -202,6 +210,9 @@ impl RawDataplane {
         }
         if let Some(v) = self.verify_checksums {
             s.verify_checksums = v;
+        }
+        if let Some(v) = self.offloads {
+            s.offloads = v;
         }
         if let Some(r) = self.rx_ring {
             s.rx_ring = match r.get_ref().as_str() {

@@ -6,8 +6,9 @@
 //! them), so the kernel treats VIP traffic and NAT replies as traffic to
 //! forward. With forwarding off on the data interfaces it drops them
 //! quietly — no second copy forwarded, no ICMP, no RST racing ours.
-//! Receive offloads are turned off too: GRO would hand AF_PACKET merged
-//! frames far larger than the MTU, which cannot be forwarded as they are.
+//! Receive offloads are turned off too, unless `[dataplane] offloads`:
+//! GRO hands AF_PACKET merged frames far larger than the MTU, which only a
+//! dataplane reading virtio-net headers can forward (see `io::VnetHdr`).
 
 use std::process::Command;
 

@@ -100,6 +100,8 @@ pub struct DaemonPlan {
     pub rx_ring: RingVersion,
     /// How each interface's frames are spread over its workers.
     pub fanout: WorkerFanout,
+    /// Leave the interfaces' offloads on and forward merged frames whole.
+    pub offloads: bool,
     /// The control API's listener and access rules.
     pub control: ControlConfig,
     /// The Prometheus endpoint, if on.
@@ -137,6 +139,7 @@ impl DaemonPlan {
             sync: c.sync().cloned(),
             rx_ring: d.rx_ring,
             fanout: d.fanout,
+            offloads: d.offloads,
             control: c.control().clone(),
             metrics: c.metrics().cloned(),
         }
@@ -304,13 +307,19 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
             Ok(None) => {}
             Err(e) => anyhow::bail!("cannot turn IPv4 forwarding off on {}: {e}", p.name),
         }
-        match kernel::offloads_off(&p.name) {
-            Ok(changes) => {
-                for c in changes {
-                    println!("kernel: {}: {} → {}", c.what, c.before, c.after);
+        if plan.offloads {
+            // Left as the operator set them: merged frames are forwarded
+            // whole (`[dataplane] offloads = true`).
+            println!("kernel: {}: offloads left on", p.name);
+        } else {
+            match kernel::offloads_off(&p.name) {
+                Ok(changes) => {
+                    for c in changes {
+                        println!("kernel: {}: {} → {}", c.what, c.before, c.after);
+                    }
                 }
+                Err(e) => println!("kernel: warning: {e}"),
             }
-            Err(e) => println!("kernel: warning: {e}"),
         }
         let info = if_info(&p.name).with_context(|| format!("data interface {}", p.name))?;
         ifaces.push(Interface {
@@ -386,6 +395,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                 sync: Arc::clone(&sync),
                 rx_ring: plan.rx_ring,
                 fanout: plan.fanout,
+                offloads: plan.offloads,
                 // Worker n of every interface on CPU n: what CPU n
                 // receives on any interface is forwarded there.
                 cpu: n,

@@ -65,6 +65,9 @@ pub struct WorkerSpec {
     pub rx_ring: RingVersion,
     /// How the interface's frames are spread over its workers.
     pub fanout: WorkerFanout,
+    /// Offloads on: frames come and go with virtio-net headers, merged
+    /// ones forwarded whole.
+    pub offloads: bool,
     /// This worker's index on its interface: with `WorkerFanout::Cpu`, it
     /// is pinned to this CPU among those the daemon may use (modulo their
     /// number).
@@ -117,13 +120,22 @@ fn open(spec: &WorkerSpec, filter: &SharedFilter) -> anyhow::Result<(AfPacket, V
         filter: Some((**filter.filter.load()).clone()),
         ..RxConfig::default()
     };
+    let cfg = if spec.offloads {
+        cfg.for_offloads()
+    } else {
+        cfg
+    };
+    let tx_cfg = TxConfig {
+        vnet_hdr: spec.offloads,
+        ..TxConfig::default()
+    };
     let rx = AfPacket::open(ingress_name, &cfg)
         .with_context(|| format!("worker {}: receive ring on {ingress_name}", spec.n))?;
     let txs = spec
         .iface_names
         .iter()
         .map(|name| {
-            TxQueue::open(name, &TxConfig::default())
+            TxQueue::open(name, &tx_cfg)
                 .with_context(|| format!("worker {}: transmit queue on {name}", spec.n))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -183,9 +195,17 @@ fn run_loop(
                 // cannot forward whole. The kernel's counters show it.
                 continue;
             }
-            let csum = match meta.l4_csum() {
-                L4Csum::Verify if !spec.verify_checksums => L4Csum::Skip,
-                c => c,
+            let csum = match meta.vnet {
+                // Offloads on: a merged frame, or a local sender's partial
+                // checksum, goes on for the kernel to cut and complete.
+                Some(v) if v.is_gso() => L4Csum::Offload {
+                    gso_size: v.gso_size,
+                },
+                Some(_) if meta.csum_not_ready => L4Csum::Offload { gso_size: 0 },
+                _ => match meta.l4_csum() {
+                    L4Csum::Verify if !spec.verify_checksums => L4Csum::Skip,
+                    c => c,
+                },
             };
             let data = frame.data;
             let action = worker.process(now, spec.ingress, &mut *data, csum, &routes, &mut |ev| {
@@ -196,7 +216,12 @@ fn run_loop(
                     continue;
                 }
                 if let Some(batch) = batches.get_mut(usize::from(egress.0)) {
-                    batch.push_verdict(data, &verdict);
+                    match (csum, meta.vnet) {
+                        (L4Csum::Offload { .. }, Some(rx)) => {
+                            batch.push_verdict_offloaded(data, &verdict, rx)
+                        }
+                        _ => batch.push_verdict(data, &verdict),
+                    };
                 }
             }
         }
