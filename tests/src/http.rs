@@ -88,6 +88,16 @@ impl HttpServer {
         self.big.as_ref().map(|(len, _)| *len)
     }
 
+    /// Length and sha256 (hex) of the file a client PUT to
+    /// `/upload/<name>` ([`Lab::upload`]).
+    pub fn uploaded(&self, name: &str) -> Result<(u64, String)> {
+        let path = self.dir.join("www/upload").join(name);
+        let len = fs::metadata(&path)
+            .with_context(|| format!("{}: no upload {name}", self.name))?
+            .len();
+        Ok((len, sha256_file(&path)?))
+    }
+
     /// The server's directory (config, logs, document root).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -181,6 +191,13 @@ http {{
         location = /client {{
             default_type text/plain;
             return 200 "$remote_addr:$remote_port $server_addr:$server_port\n";
+        }}
+        # `curl -T` uploads land in www/upload/ (WebDAV PUT), so a test
+        # can compare what arrived with what was sent.
+        location /upload/ {{
+            dav_methods PUT;
+            create_full_put_path on;
+            client_max_body_size 256m;
         }}
         location = /health {{
             default_type text/plain;
@@ -330,6 +347,30 @@ impl Lab {
         let _ = fs::remove_file(&body_path);
         let _ = fs::remove_file(&head_path);
         result
+    }
+
+    /// Uploads `file` from `host` with `curl -T` (an HTTP PUT) to `url`,
+    /// e.g. `http://VIP/upload/name` (the lab's nginx stores it, see
+    /// [`HttpServer::uploaded`]). Returns the response (201 when stored).
+    pub fn upload(
+        &self,
+        host: &Host,
+        url: &str,
+        file: &Path,
+        max_time: Duration,
+    ) -> Result<HttpResponse> {
+        let opts = CurlOptions {
+            max_time,
+            extra_args: vec!["-T".into(), file.to_string_lossy().into_owned()],
+            ..CurlOptions::default()
+        };
+        self.curl_with(host, url, &opts)
+    }
+
+    /// A file of `mib` MiB of fixed pseudo-random bytes in the lab's
+    /// directory, and its sha256 (made once per lab and size).
+    pub fn test_file(&self, mib: u32) -> Result<(PathBuf, String)> {
+        self.big_file(mib)
     }
 
     fn run_curl(

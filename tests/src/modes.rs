@@ -92,6 +92,10 @@ pub struct LvsOptions {
     pub udp: bool,
     /// `dirctl`, for the TUN real servers' setup and decapsulator.
     pub dirctl: String,
+    /// Leave every interface's offloads (TSO/GSO, GRO, checksum) on, as
+    /// veths come: senders hand over 64 KiB super-frames. Off: turned
+    /// off on every interface, so every frame is MTU-sized.
+    pub offloads: bool,
 }
 
 /// What a directord configuration for one of these labs varies in; the
@@ -168,7 +172,8 @@ pub struct LvsLab {
     pub director: Option<Host>,
     /// Every host, in the order built.
     pub hosts: Vec<Host>,
-    /// Every host interface, in the order built; offloads are off on all.
+    /// Every host interface, in the order built; offloads are off on all
+    /// unless [`LvsOptions::offloads`].
     pub ifaces: Vec<Iface>,
     /// nginx on rs1 and rs2 (their bodies are "rs1\n", "rs2\n"), on every
     /// address: DR and TUN real servers receive on the VIP.
@@ -210,9 +215,10 @@ impl LvsLab {
         for n in 1..=2u8 {
             lvs.real_server(n, &front.rs_net, front.rs_gateway, opts)?;
         }
-        for i in &lvs.ifaces {
+        for i in lvs.ifaces.iter().filter(|_| !opts.offloads) {
             // With them on, a veth hands an AF_PACKET reader merged 64 KiB
-            // frames; both ends of every path must have them off.
+            // frames; both ends of every path must have them off, unless
+            // the balancer is to take them as they come.
             lvs.lab.disable_offloads(i)?;
         }
         Ok(lvs)

@@ -3,7 +3,7 @@
 //!
 //! Every system gets its own fresh lab (namespaces, freshly started nginx
 //! real servers serving `/` and a 1 MiB `/big.bin`, offloads off on every
-//! veth) so that no TIME_WAIT entry of one system meets the next; the
+//! veth unless `--offloads`) so that no TIME_WAIT entry of one system meets the next; the
 //! client also gets a port range of its own per system and
 //! `tcp_tw_reuse=1`. Systems:
 //!
@@ -52,7 +52,7 @@ use lab_tests::{
 
 const USAGE: &str = "\
 usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
-                 [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu]
+                 [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu] [--offloads]
 
   --directord PATH  the directord binary (target/release/directord)
   --dirctl PATH     the dirctl binary (target/release/dirctl)
@@ -63,6 +63,8 @@ usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--sys
                     (default: directord's own, and one HAProxy thread per CPU)
   --rx-ring R       directord's receive ring, v2 or v3 (default: directord's own)
   --fanout F        how directord spreads frames over workers, hash or cpu (default: its own)
+  --offloads        leave TSO/GSO/GRO and checksum offloads on every interface, for every
+                    system (default: off everywhere), and directord with `offloads = true`
 Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this.";
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -195,6 +197,8 @@ struct DaemonOpts {
     rx_ring: Option<String>,
     /// `fanout`; directord's default when unset.
     fanout: Option<String>,
+    /// Offloads on everywhere, and directord's `offloads = true`.
+    offloads: bool,
 }
 
 impl DaemonOpts {
@@ -217,6 +221,9 @@ impl DaemonOpts {
         }
         if let Some(f) = &self.fanout {
             s.push_str(&format!("fanout = \"{f}\"\n"));
+        }
+        if self.offloads {
+            s.push_str("offloads = true\n");
         }
         s
     }
@@ -281,6 +288,7 @@ fn parse_args() -> Result<Args> {
                 ensure!(f == "hash" || f == "cpu", "--fanout: hash or cpu");
                 a.daemon.fanout = Some(f);
             }
+            "--offloads" => a.daemon.offloads = true,
             "-h" | "--help" => a.help = true,
             _ => bail!("unknown argument `{arg}`"),
         }
@@ -367,13 +375,19 @@ fn bench(args: &Args) -> Result<()> {
         args.runs
     );
     println!(
-        "lab-bench: directord workers per interface {}, HAProxy nbthread {}, rx ring {}, fanout {}",
+        "lab-bench: directord workers per interface {}, HAProxy nbthread {}, rx ring {}, fanout {}, \
+         offloads {}",
         args.daemon
             .workers
             .map_or("(its default)".to_owned(), |n| n.to_string()),
         args.daemon.threads(),
         args.daemon.rx_ring.as_deref().unwrap_or("(its default)"),
-        args.daemon.fanout.as_deref().unwrap_or("(its default)")
+        args.daemon.fanout.as_deref().unwrap_or("(its default)"),
+        if args.daemon.offloads {
+            "on everywhere"
+        } else {
+            "off everywhere"
+        }
     );
     let t0 = Instant::now();
     let mut cells: BTreeMap<(System, Workload), Cell> = BTreeMap::new();
@@ -604,6 +618,7 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
         big_mib: 1,
         udp: false,
         dirctl: bins.dirctl.clone(),
+        offloads: d.offloads,
     };
     let lvs = LvsLab::build(Lab::new(name)?, system.mode(), &opts)?;
     let lab = &lvs.lab;

@@ -424,6 +424,7 @@ fn build(bins: &Bins, mode: Mode) -> Result<Net> {
         big_mib: 0,
         udp: true,
         dirctl: bins.dirctl.clone(),
+        offloads: false,
     };
     let lvs = LvsLab::build(Lab::new(mode.name())?, mode.lvs(), &opts)?;
     let dir_host = lvs.director.clone().context("a director")?;
