@@ -139,6 +139,12 @@ fn cases() -> Vec<Case> {
             &["fanout = \"rss\"", "\"hash\"", "\"cpu\""],
         ),
         case(
+            "offloads not a boolean",
+            format!("{BASE}[dataplane]\noffloads = \"on\"\n"),
+            "t.toml:9:12:",
+            &["invalid type: string \"on\"", "expected a boolean"],
+        ),
+        case(
             "zero max_connections",
             format!("{BASE}[dataplane]\nmax_connections = 0\n"),
             "t.toml:9:19:",

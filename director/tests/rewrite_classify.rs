@@ -382,6 +382,105 @@ fn partial_checksum_is_completed() {
     }
 }
 
+/// What the kernel does with a `NEEDS_CSUM` frame on transmit: the
+/// checksum of `f[l4..]`, the field included as it stands (it holds the
+/// pseudo-header sum), written into the field.
+fn kernel_completes(f: &mut [u8], l4: usize, csum_at: usize) {
+    let c = !director::forward::checksum::sum(&f[l4..]);
+    f[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn offloaded_checksum_is_left_as_the_pseudo_header_sum_of_the_new_addresses() {
+    let macs = MacPair {
+        src: mac(DIRECTOR_MAC),
+        dst: mac(RS_MAC),
+    };
+    for spec in [Spec::data(80, 33), Spec::udp(53, 17), Spec::syn(80)] {
+        let good = spec.build();
+        let (csum_at, proto) = if matches!(spec.l4, L4::Tcp { .. }) {
+            (50, 6)
+        } else {
+            (40, 17)
+        };
+        let l4_len = (good.len() - 34) as u16;
+        let mut partial = good.clone();
+        partial[csum_at..csum_at + 2]
+            .copy_from_slice(&pseudo_sum(CLIENT, VIP, proto, l4_len).to_be_bytes());
+        // A local sender's partial checksum, and a GRO-merged frame's full
+        // one of its first segment: both are rewritten to the new
+        // pseudo-header sum, which the kernel then completes correctly.
+        for input in [&partial, &good] {
+            let p = classify(input, L4Csum::Offload { gso_size: 0 }).unwrap();
+            assert!(p.l4_csum_offload && !p.l4_csum_partial);
+
+            let mut f = input.clone();
+            let rip = [10, 0, 0, 21];
+            nat::rewrite_in(&mut f, &p, "10.0.0.21:8080".parse().unwrap(), macs);
+            let field = u16::from_be_bytes([f[csum_at], f[csum_at + 1]]);
+            assert_eq!(field, pseudo_sum(CLIENT, rip, proto, l4_len));
+            kernel_completes(&mut f, 34, csum_at);
+            assert_checksums(&f);
+
+            let mut f = input.clone();
+            dr::rewrite(&mut f, &p, macs);
+            let field = u16::from_be_bytes([f[csum_at], f[csum_at + 1]]);
+            assert_eq!(field, pseudo_sum(CLIENT, VIP, proto, l4_len));
+            kernel_completes(&mut f, 34, csum_at);
+            assert_eq!(f[12..], good[12..]);
+
+            // TUN completes it itself: a decapsulator behind the outer
+            // header could not tell it was partial.
+            let mut f = input.clone();
+            let params = tun::TunParams::new(DIP.into(), macs);
+            let Verdict::Encapsulate(h) =
+                tun::encapsulate(&mut f, &p, IpAddr::from(RIP), &params, 7)
+            else {
+                panic!("encapsulated")
+            };
+            assert_eq!(&f[h.inner()], &good[14..]);
+        }
+    }
+}
+
+#[test]
+fn gso_super_packets_fit_the_tunnel_by_their_segments_and_udp_ones_are_dropped() {
+    let macs = MacPair {
+        src: mac(DIRECTOR_MAC),
+        dst: mac(RS_MAC),
+    };
+    // 4000 bytes of payload: too big for a 1500-byte link as one packet.
+    let big = Spec::data(80, 4000).build();
+    let mut params = tun::TunParams::new(DIP.into(), macs);
+    params.mtu = 1500;
+    // Segments of 1440 + 40 bytes of headers + 20 of outer header fit.
+    let p = classify(&big, L4Csum::Offload { gso_size: 1440 }).unwrap();
+    assert_eq!(p.gso_size, 1440);
+    let mut f = big.clone();
+    let v = tun::encapsulate(&mut f, &p, IpAddr::from(RIP), &params, 7);
+    let Verdict::Encapsulate(h) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(h.inner(), 14..big.len());
+    // The outer header of segment 2 of 1000 inner bytes.
+    let pre = h.segment_prefix(1000, 2);
+    assert_eq!(u16::from_be_bytes([pre[16], pre[17]]), 1020);
+    assert_eq!(u16::from_be_bytes([pre[18], pre[19]]), 9);
+    assert_eq!(director::forward::checksum::checksum(&pre[14..34]), 0);
+    // 1460-byte segments do not fit behind 20 more bytes: PMTU discovery.
+    let p = classify(&big, L4Csum::Offload { gso_size: 1460 }).unwrap();
+    let mut f = big.clone();
+    let v = tun::encapsulate(&mut f, &p, IpAddr::from(RIP), &params, 7);
+    assert_eq!(v.drop_reason(), Some(DropReason::FragNeeded));
+    // Merged UDP is neither cut nor passed on.
+    let udp = Spec::udp(53, 3000).build();
+    assert_eq!(
+        classify(&udp, L4Csum::Offload { gso_size: 1000 }),
+        Err(DropReason::GsoUnsupported)
+    );
+    assert!(classify(&udp, L4Csum::Offload { gso_size: 0 }).is_ok());
+}
+
 #[test]
 fn verdict_counting() {
     let c = DropCounters::new();
@@ -391,6 +490,15 @@ fn verdict_counting() {
     assert_eq!(c.total(), 1);
     assert_eq!(c.get(DropReason::TooBigNoDf), 1);
 }
+
+/// Every checksum policy, with and without GSO.
+const ALL_POLICIES: [L4Csum; 5] = [
+    L4Csum::Verify,
+    L4Csum::Skip,
+    L4Csum::Partial,
+    L4Csum::Offload { gso_size: 0 },
+    L4Csum::Offload { gso_size: 100 },
+];
 
 /// Runs every rewrite on `frame` if it classifies; must not panic.
 fn exercise(frame: &[u8], csum: L4Csum) {
@@ -433,7 +541,7 @@ proptest! {
             bytes[13] = 0x00;
             bytes[14] = 0x45;
         }
-        for csum in [L4Csum::Verify, L4Csum::Skip, L4Csum::Partial] {
+        for csum in ALL_POLICIES {
             exercise(&bytes, csum);
         }
     }
@@ -447,7 +555,7 @@ proptest! {
         } else {
             prop_assert!(r.is_ok());
         }
-        for csum in [L4Csum::Verify, L4Csum::Skip, L4Csum::Partial] {
+        for csum in ALL_POLICIES {
             exercise(&frame[..n], csum);
         }
     }
@@ -457,7 +565,7 @@ proptest! {
         let mut f = frame;
         let i = at.index(f.len());
         f[i] = val;
-        for csum in [L4Csum::Verify, L4Csum::Skip, L4Csum::Partial] {
+        for csum in ALL_POLICIES {
             exercise(&f, csum);
         }
     }

@@ -277,6 +277,50 @@ mod tests {
     }
 
     #[test]
+    fn a_virtio_net_header_is_read_from_in_front_of_each_frame() {
+        use crate::io::vnet::{F_NEEDS_CSUM, GSO_TCPV4};
+        let a = frame(1, 100);
+        let mut ring = slots(512, &[(&a, 0), (&a, 0)]);
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        ring[MAC_OFF - VNET_HDR_LEN..MAC_OFF].copy_from_slice(&hdr.to_bytes());
+        let second = 512 + MAC_OFF;
+        ring[second - VNET_HDR_LEN..second].copy_from_slice(&VnetHdr::NONE.to_bytes());
+        let got: Vec<_> = Frames::slots(&mut ring, 512, None)
+            .with_vnet(true)
+            .map(|f| (f.data.to_vec(), f.meta))
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, a);
+        assert_eq!(got[0].1.vnet, Some(hdr));
+        assert_eq!(got[0].1.gso(), Some(hdr));
+        // The second slot's header is all zero: a plain frame.
+        assert_eq!(got[1].1.vnet, Some(VnetHdr::NONE));
+        assert_eq!(got[1].1.gso(), None);
+        // Without the option nothing is read.
+        let plain: Vec<_> = Frames::slots(&mut ring, 512, None)
+            .map(|f| f.meta.vnet)
+            .collect();
+        assert_eq!(plain, vec![None, None]);
+
+        // A MAC offset that leaves no room for the header is malformed.
+        let mut bad = ring.clone();
+        let mac = (hdr::SIZE + 4) as u16;
+        bad[hdr::MAC..hdr::MAC + 2].copy_from_slice(&mac.to_ne_bytes());
+        let mut counter = 0u64;
+        let n = Frames::slots(&mut bad, 512, Some(&mut counter))
+            .with_vnet(true)
+            .count();
+        assert_eq!((n, counter), (1, 1));
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let a = frame(1, 70);
         let good = slots(256, &[(&a, 0), (&a, 0), (&a, 0)]);
