@@ -184,6 +184,22 @@ pub struct Dataplane {
 struct IoSlot {
     rx: AtomicU64,
     tx: AtomicU64,
+    ring_drops: AtomicU64,
+    send_failures: AtomicU64,
+}
+
+/// The workers' frame counters, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoTotals {
+    /// Frames taken from the receive rings.
+    pub rx: u64,
+    /// Frames the kernel accepted for sending.
+    pub tx: u64,
+    /// Frames the kernel dropped because a worker's ring was full
+    /// (`PACKET_STATISTICS`): the worker fell behind.
+    pub ring_drops: u64,
+    /// Frames a send failed for (no buffer space, too big, link down).
+    pub send_failures: u64,
 }
 
 impl Dataplane {
@@ -213,13 +229,13 @@ impl Dataplane {
                 .len()
     }
 
-    /// Frames the workers have received and sent since start, in all.
-    pub fn io_totals(&self) -> (u64, u64) {
-        self.io.iter().fold((0, 0), |(rx, tx), s| {
-            (
-                rx + s.rx.load(Ordering::Relaxed),
-                tx + s.tx.load(Ordering::Relaxed),
-            )
+    /// Frames the workers have received, sent and lost since start, in all.
+    pub fn io_totals(&self) -> IoTotals {
+        self.io.iter().fold(IoTotals::default(), |t, s| IoTotals {
+            rx: t.rx + s.rx.load(Ordering::Relaxed),
+            tx: t.tx + s.tx.load(Ordering::Relaxed),
+            ring_drops: t.ring_drops + s.ring_drops.load(Ordering::Relaxed),
+            send_failures: t.send_failures + s.send_failures.load(Ordering::Relaxed),
         })
     }
 
@@ -373,6 +389,14 @@ impl Worker {
         let s = &self.dp.io[self.slot.index()];
         s.rx.fetch_add(received, Ordering::Relaxed);
         s.tx.fetch_add(sent, Ordering::Relaxed);
+    }
+
+    /// Count frames lost on this worker's I/O: dropped by the kernel at
+    /// its full ring, and sends that failed.
+    pub fn count_io_losses(&self, ring_drops: u64, send_failures: u64) {
+        let s = &self.dp.io[self.slot.index()];
+        s.ring_drops.fetch_add(ring_drops, Ordering::Relaxed);
+        s.send_failures.fetch_add(send_failures, Ordering::Relaxed);
     }
 
     /// The shared dataplane.

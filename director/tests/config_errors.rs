@@ -145,6 +145,12 @@ fn cases() -> Vec<Case> {
             &["invalid type: string \"on\"", "expected a boolean"],
         ),
         case(
+            "ring_mib too large",
+            format!("{BASE}[dataplane]\nring_mib = 4096\n"),
+            "t.toml:9:12:",
+            &["ring_mib = 4096", "1 to 1024 MiB"],
+        ),
+        case(
             "zero max_connections",
             format!("{BASE}[dataplane]\nmax_connections = 0\n"),
             "t.toml:9:19:",

@@ -187,19 +187,27 @@ pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
             inactive += u64::from(d.inactive_conns());
         }
     }
+    let io = st.dp.io_totals();
     let mut drops: Vec<ctl::DropCounter> = st
         .dp
         .drops()
         .snapshot()
         .iter()
+        .map(|(r, n)| (r.as_str(), *n))
+        // Frames lost below the dataplane: at a worker's full ring, and
+        // sends the kernel refused.
+        .chain([
+            ("rx_ring_overflow", io.ring_drops),
+            ("tx_failed", io.send_failures),
+        ])
         .filter(|(_, n)| *n > 0)
         .map(|(r, n)| ctl::DropCounter {
-            reason: r.as_str().to_owned(),
-            packets: *n,
+            reason: r.to_owned(),
+            packets: n,
         })
         .collect();
     drops.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.reason.cmp(&b.reason)));
-    let (rx_packets, tx_packets) = st.dp.io_totals();
+    let (rx_packets, tx_packets) = (io.rx, io.tx);
     ctl::NodeStatus {
         node_name: st.node.clone(),
         // The sync protocol identifies a node by its configured name.
@@ -230,7 +238,7 @@ pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
             interfaces: st.dp.config().names.clone(),
             rx_packets,
             tx_packets,
-            dropped_packets: st.dp.drops().total(),
+            dropped_packets: st.dp.drops().total() + io.ring_drops + io.send_failures,
             drops,
         }),
     }

@@ -156,7 +156,8 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         .context("virtual services with their health state")?,
     );
     println!(
-        "directord {}: {} service(s) on {} ({} worker(s) each, {} rx ring), control API on {}, {}",
+        "directord {}: {} service(s) on {} ({} worker(s) each, {} rx ring of {} MiB{}), \
+         control API on {}, {}",
         plan.node,
         plan.specs.len(),
         plan.ifaces
@@ -166,6 +167,8 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
             .join(", "),
         plan.workers.max(1),
         plan.rx_ring,
+        plan.ring_mib,
+        if plan.offloads { ", offloads on" } else { "" },
         control.describe,
         if with_vrrp {
             "role from VRRP"
@@ -294,11 +297,18 @@ fn run(args: &Args, plan: &DaemonPlan) -> anyhow::Result<()> {
         }
         outcome
     });
-    println!(
-        "directord: stopping; dropped frames by reason: {:?}",
-        dp.drops()
-    );
     let stopped = running.shutdown();
+    // After the workers stopped: their last counts are in.
+    let io = dp.io_totals();
+    println!(
+        "directord: stopping; dropped frames by reason: {:?}; frames in {}, out {}, \
+         lost at full rings {}, failed sends {}",
+        dp.drops(),
+        io.rx,
+        io.tx,
+        io.ring_drops,
+        io.send_failures
+    );
     result.and(stopped)
 }
 

@@ -28,6 +28,7 @@ pub(crate) struct RawDataplane {
     rx_ring: Option<Spanned<String>>,
     fanout: Option<Spanned<String>>,
     offloads: Option<bool>,
+    ring_mib: Option<Spanned<i64>>,
 }
 
 /// `tun_ttl` as written: a number, or `"inherit"`.
@@ -91,7 +92,17 @@ pub struct DataplaneSettings {
     /// to the kernel whole, to be cut on the way out; TUN cuts it itself;
     /// merged UDP frames are dropped (`gso_unsupported`).
     pub offloads: bool,
+    /// MiB of each worker's receive ring: what it absorbs while the worker
+    /// is busy or descheduled, before the kernel drops (counted as
+    /// `rx_ring_overflow`). Default 16, or 64 with `offloads` (its slots
+    /// are 68 KiB, each to hold a merged frame).
+    pub ring_mib: u32,
 }
+
+/// Default `ring_mib` with offloads off and on.
+pub const RING_MIB_DEFAULT: u32 = 16;
+/// See [`RING_MIB_DEFAULT`].
+pub const RING_MIB_DEFAULT_OFFLOADS: u32 = 64;
 
 /// `[dataplane] fanout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,6 +142,7 @@ impl Default for DataplaneSettings {
             rx_ring: RingVersion::default(),
             fanout: WorkerFanout::default(),
             offloads: false,
+            ring_mib: RING_MIB_DEFAULT,
         }
     }
 }
@@ -213,6 +225,16 @@ impl RawDataplane {
         }
         if let Some(v) = self.offloads {
             s.offloads = v;
+            if v {
+                s.ring_mib = RING_MIB_DEFAULT_OFFLOADS;
+            }
+        }
+        if let Some(m) = self.ring_mib {
+            let v = *m.get_ref();
+            s.ring_mib = match u32::try_from(v) {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => return Err(src.invalid(m.span(), Problem::RingMibOutOfRange { value: v })),
+            };
         }
         if let Some(r) = self.rx_ring {
             s.rx_ring = match r.get_ref().as_str() {
@@ -264,5 +286,27 @@ mod tests {
             assert_eq!(s.workers, (cpus / ifaces).clamp(1, STAT_SLOTS / ifaces));
             assert!(s.workers * ifaces <= STAT_SLOTS, "{ifaces} interfaces");
         }
+    }
+
+    #[test]
+    fn offloads_bring_a_larger_ring_unless_one_is_given() {
+        let src = Source {
+            origin: "t.toml",
+            text: "",
+        };
+        let parse = |text: &str| -> DataplaneSettings {
+            let raw: RawDataplane = toml::from_str(text).unwrap();
+            raw.validate(&src, 1).unwrap()
+        };
+        let off = parse("");
+        assert_eq!((off.offloads, off.ring_mib), (false, RING_MIB_DEFAULT));
+        let on = parse("offloads = true");
+        assert_eq!(
+            (on.offloads, on.ring_mib),
+            (true, RING_MIB_DEFAULT_OFFLOADS)
+        );
+        let both = parse("offloads = true\nring_mib = 8");
+        assert_eq!((both.offloads, both.ring_mib), (true, 8));
+        assert_eq!(parse("ring_mib = 1024").ring_mib, 1024);
     }
 }

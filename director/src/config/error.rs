@@ -151,6 +151,12 @@ pub enum Problem {
         /// The value given.
         value: String,
     },
+    /// `[dataplane] ring_mib` outside 1..=1024.
+    #[error("ring_mib = {value} is out of range: each worker's receive ring takes 1 to 1024 MiB")]
+    RingMibOutOfRange {
+        /// The value given.
+        value: i64,
+    },
     /// A `[timeouts]` value outside what `ipvsadm --set` accepts.
     #[error(
         "timeout {name} = {secs} is out of range 1..={max} seconds \

@@ -102,6 +102,8 @@ pub struct DaemonPlan {
     pub fanout: WorkerFanout,
     /// Leave the interfaces' offloads on and forward merged frames whole.
     pub offloads: bool,
+    /// MiB of each worker's receive ring.
+    pub ring_mib: u32,
     /// The control API's listener and access rules.
     pub control: ControlConfig,
     /// The Prometheus endpoint, if on.
@@ -140,6 +142,7 @@ impl DaemonPlan {
             rx_ring: d.rx_ring,
             fanout: d.fanout,
             offloads: d.offloads,
+            ring_mib: d.ring_mib,
             control: c.control().clone(),
             metrics: c.metrics().cloned(),
         }
@@ -396,6 +399,7 @@ pub fn start(plan: &DaemonPlan, opts: &RunOptions) -> anyhow::Result<Running> {
                 rx_ring: plan.rx_ring,
                 fanout: plan.fanout,
                 offloads: plan.offloads,
+                ring_mib: plan.ring_mib,
                 // Worker n of every interface on CPU n: what CPU n
                 // receives on any interface is forwarded there.
                 cpu: n,

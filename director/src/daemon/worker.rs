@@ -68,6 +68,8 @@ pub struct WorkerSpec {
     /// Offloads on: frames come and go with virtio-net headers, merged
     /// ones forwarded whole.
     pub offloads: bool,
+    /// MiB of the receive ring.
+    pub ring_mib: u32,
     /// This worker's index on its interface: with `WorkerFanout::Cpu`, it
     /// is pinned to this CPU among those the daemon may use (modulo their
     /// number).
@@ -120,6 +122,10 @@ fn open(spec: &WorkerSpec, filter: &SharedFilter) -> anyhow::Result<(AfPacket, V
         filter: Some((**filter.filter.load()).clone()),
         ..RxConfig::default()
     };
+    let cfg = RxConfig {
+        block_count: ((u64::from(spec.ring_mib) << 20) / u64::from(cfg.block_size)).max(1) as u32,
+        ..cfg
+    };
     let cfg = if spec.offloads {
         cfg.for_offloads()
     } else {
@@ -159,6 +165,8 @@ fn run_loop(
     let mut worker = Worker::new(dp, 0x5eed ^ spec.n as u64)
         .map_err(|e| anyhow::anyhow!("worker {}: {e}", spec.n))?;
     let mut last_error = None::<String>;
+    let mut ring_drops_at = clock.now();
+    let mut ring_drops_seen = 0u64;
 
     while !stop.load(Ordering::Relaxed) {
         let v = filter.version.load(Ordering::Acquire);
@@ -167,6 +175,15 @@ fn run_loop(
             if let Err(e) = rx.set_filter(&filter.filter.load()) {
                 tracing::error!("worker {}: new filter on {ingress_name}: {e}", spec.n);
             }
+        }
+        // The kernel counts what it dropped at our full ring; read (and
+        // reset) its counter about once a second, busy or idle.
+        let now = clock.now();
+        if now.saturating_since(ring_drops_at) >= RING_STATS_EVERY {
+            ring_drops_at = now;
+            let total = rx.stats().kernel_drops;
+            worker.count_io_losses(total - ring_drops_seen, 0);
+            ring_drops_seen = total;
         }
         let mut block = match rx.recv(Duration::from_millis(100)) {
             Ok(Some(b)) => b,
@@ -182,7 +199,7 @@ fn run_loop(
             }
         };
         let now = clock.now();
-        let sent_before = sent(txs);
+        let (sent_before, failed_before) = (sent(txs), failed(txs));
         let mut received = 0u64;
         // One batch per interface, on the stack: this runs for every run of
         // frames, often only a few, so it must not allocate.
@@ -228,6 +245,10 @@ fn run_loop(
         // Batches flush on drop, before the block goes back to the kernel.
         drop(batches);
         worker.count_io(received, sent(txs) - sent_before);
+        let failed_now = failed(txs) - failed_before;
+        if failed_now > 0 {
+            worker.count_io_losses(0, failed_now);
+        }
     }
     Ok(())
 }
@@ -236,3 +257,11 @@ fn run_loop(
 fn sent(txs: &[TxQueue]) -> u64 {
     txs.iter().map(|q| q.stats().frames).sum()
 }
+
+/// Frames these queues failed to send since they opened.
+fn failed(txs: &[TxQueue]) -> u64 {
+    txs.iter().map(|q| q.stats().dropped()).sum()
+}
+
+/// How often a worker reads its ring's drop counter.
+const RING_STATS_EVERY: Duration = Duration::from_secs(1);

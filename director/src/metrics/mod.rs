@@ -319,7 +319,8 @@ fn encode_node(state: &ControlState, enc: &mut DescriptorEncoder<'_>) -> fmt::Re
         "Bound of the connection table ([dataplane] max_connections).",
         [(vec![], conns.max_entries() as u64)],
     )?;
-    let (rx, tx) = state.dp.io_totals();
+    let io = state.dp.io_totals();
+    let (rx, tx) = (io.rx, io.tx);
     counter(
         enc,
         "lvs_dataplane_frames",
@@ -343,7 +344,15 @@ fn encode_node(state: &ControlState, enc: &mut DescriptorEncoder<'_>) -> fmt::Re
             .dp
             .drops()
             .snapshot()
-            .map(|(r, n): (DropReason, u64)| (vec![("reason", r.as_str().to_owned())], n)),
+            .map(|(r, n): (DropReason, u64)| (vec![("reason", r.as_str().to_owned())], n))
+            .into_iter()
+            .chain([
+                (
+                    vec![("reason", "rx_ring_overflow".to_owned())],
+                    io.ring_drops,
+                ),
+                (vec![("reason", "tx_failed".to_owned())], io.send_failures),
+            ]),
     )
 }
 
