@@ -342,9 +342,21 @@ fn pseudo_sum(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u16 {
     s as u16
 }
 
-#[test]
-fn partial_checksum_is_completed() {
-    for spec in [Spec::data(80, 33), Spec::udp(53, 17), Spec::syn(80)] {
+/// A frame as a local sender with checksum offload hands it over: its L4
+/// checksum field holds only the pseudo-header sum.
+struct Partial {
+    /// The frame with its full checksum.
+    good: Vec<u8>,
+    /// The same with the pseudo-header sum in the checksum field.
+    partial: Vec<u8>,
+    /// Offset of the checksum field.
+    csum_at: usize,
+    proto: u8,
+    l4_len: u16,
+}
+
+impl Partial {
+    fn of(spec: &Spec) -> Partial {
         let good = spec.build();
         let (csum_at, proto) = if matches!(spec.l4, L4::Tcp { .. }) {
             (50, 6)
@@ -355,6 +367,20 @@ fn partial_checksum_is_completed() {
         let mut partial = good.clone();
         partial[csum_at..csum_at + 2]
             .copy_from_slice(&pseudo_sum(CLIENT, VIP, proto, l4_len).to_be_bytes());
+        Partial {
+            good,
+            partial,
+            csum_at,
+            proto,
+            l4_len,
+        }
+    }
+}
+
+#[test]
+fn partial_checksum_is_completed() {
+    for spec in [Spec::data(80, 33), Spec::udp(53, 17), Spec::syn(80)] {
+        let Partial { good, partial, .. } = Partial::of(&spec);
 
         assert_eq!(
             classify(&partial, L4Csum::Verify),
@@ -397,16 +423,13 @@ fn offloaded_checksum_is_left_as_the_pseudo_header_sum_of_the_new_addresses() {
         dst: mac(RS_MAC),
     };
     for spec in [Spec::data(80, 33), Spec::udp(53, 17), Spec::syn(80)] {
-        let good = spec.build();
-        let (csum_at, proto) = if matches!(spec.l4, L4::Tcp { .. }) {
-            (50, 6)
-        } else {
-            (40, 17)
-        };
-        let l4_len = (good.len() - 34) as u16;
-        let mut partial = good.clone();
-        partial[csum_at..csum_at + 2]
-            .copy_from_slice(&pseudo_sum(CLIENT, VIP, proto, l4_len).to_be_bytes());
+        let Partial {
+            good,
+            partial,
+            csum_at,
+            proto,
+            l4_len,
+        } = Partial::of(&spec);
         // A local sender's partial checksum, and a GRO-merged frame's full
         // one of its first segment: both are rewritten to the new
         // pseudo-header sum, which the kernel then completes correctly.

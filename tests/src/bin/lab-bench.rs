@@ -27,7 +27,7 @@
 //!
 //! ```text
 //! lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
-//!           [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu]
+//!           [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu] [--offloads] [--ring-mib N]
 //! ```
 //!
 //! Needs root, wrk, nft, haproxy, nginx; `deploy/bench/lab.sh` installs
@@ -53,6 +53,7 @@ use lab_tests::{
 const USAGE: &str = "\
 usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
                  [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu] [--offloads]
+                 [--ring-mib N]
 
   --directord PATH  the directord binary (target/release/directord)
   --dirctl PATH     the dirctl binary (target/release/dirctl)
@@ -65,6 +66,7 @@ usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--sys
   --fanout F        how directord spreads frames over workers, hash or cpu (default: its own)
   --offloads        leave TSO/GSO/GRO and checksum offloads on every interface, for every
                     system (default: off everywhere), and directord with `offloads = true`
+  --ring-mib N      MiB of each directord worker's receive ring (default: its own)
 Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this.";
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -199,6 +201,8 @@ struct DaemonOpts {
     fanout: Option<String>,
     /// Offloads on everywhere, and directord's `offloads = true`.
     offloads: bool,
+    /// `ring_mib`; directord's default when unset.
+    ring_mib: Option<u32>,
 }
 
 impl DaemonOpts {
@@ -224,6 +228,9 @@ impl DaemonOpts {
         }
         if self.offloads {
             s.push_str("offloads = true\n");
+        }
+        if let Some(m) = self.ring_mib {
+            s.push_str(&format!("ring_mib = {m}\n"));
         }
         s
     }
@@ -289,6 +296,11 @@ fn parse_args() -> Result<Args> {
                 a.daemon.fanout = Some(f);
             }
             "--offloads" => a.daemon.offloads = true,
+            "--ring-mib" => {
+                let n: u32 = value()?.parse().context("--ring-mib")?;
+                ensure!((1..=1024).contains(&n), "--ring-mib: 1 to 1024");
+                a.daemon.ring_mib = Some(n);
+            }
             "-h" | "--help" => a.help = true,
             _ => bail!("unknown argument `{arg}`"),
         }
