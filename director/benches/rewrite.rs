@@ -4,13 +4,20 @@
 //! `classify` is measured alone, with and without L4 checksum
 //! verification (the only step whose cost grows with the payload).
 //!
+//! With offloads on (`[dataplane] offloads = true`), a 64 000-byte GSO
+//! super-frame: NAT leaving its checksum to the kernel (the cost does not
+//! grow with the frame), and the userspace segmentation TUN needs
+//! (`forward::gso`: a copy and a checksum of every byte).
+//!
 //! `cargo bench -p director --bench rewrite`
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use director::forward::{L4Csum, MacAddr, MacPair, TunParams, Verdict, classify, dr, nat, tun};
+use director::forward::{
+    L4Csum, MacAddr, MacPair, TunParams, Verdict, classify, dr, gso, nat, tun,
+};
 use etherparse::PacketBuilder;
 
 const CLIENT: [u8; 4] = [203, 0, 113, 7];
@@ -112,6 +119,33 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
     }
+
+    // A super-frame with offloads on: 64 000 bytes, 1448-byte segments.
+    let big = tcp_frame(CLIENT, VIP, 40000, 8099, 14 + 64_000);
+    let offload = L4Csum::Offload { gso_size: 1448 };
+    let p_big = classify(&big, offload).expect("valid");
+    let mut g = c.benchmark_group("offload/64000");
+    g.bench_function("classify", |b| {
+        b.iter(|| classify(black_box(&big), offload))
+    });
+    let mut f = big.clone();
+    g.bench_function("nat_in", |b| {
+        b.iter(|| {
+            f[..HDRS].copy_from_slice(&big[..HDRS]);
+            nat::rewrite_in(black_box(&mut f), &p_big, real, MACS)
+        })
+    });
+    let inner = &big[14..];
+    let need = gso::segmented_len(inner, 1448, tun::PREFIX_LEN).expect("segmentable");
+    let mut out = vec![0u8; need];
+    g.bench_function("tun_segment", |b| {
+        b.iter(|| {
+            gso::segment_tcp4(black_box(inner), 1448, tun::PREFIX_LEN, &mut out, |r| {
+                black_box(r);
+            })
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);
