@@ -195,8 +195,9 @@ pub struct IoTotals {
     pub rx: u64,
     /// Frames the kernel accepted for sending.
     pub tx: u64,
-    /// Frames the kernel dropped because a worker's ring was full
-    /// (`PACKET_STATISTICS`): the worker fell behind.
+    /// Frames lost at a worker's ring: dropped by the kernel because it
+    /// was full (`PACKET_STATISTICS`: the worker fell behind), or cut
+    /// because one was larger than its slot.
     pub ring_drops: u64,
     /// Frames a send failed for (no buffer space, too big, link down).
     pub send_failures: u64,

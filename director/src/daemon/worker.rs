@@ -201,6 +201,7 @@ fn run_loop(
         let now = clock.now();
         let (sent_before, failed_before) = (sent(txs), failed(txs));
         let mut received = 0u64;
+        let mut truncated = 0u64;
         // One batch per interface, on the stack: this runs for every run of
         // frames, often only a few, so it must not allocate.
         let mut batches: SmallVec<[_; 4]> = txs.iter_mut().map(|q| q.batch()).collect();
@@ -208,8 +209,9 @@ fn run_loop(
             received += 1;
             let meta = frame.meta;
             if meta.truncated() {
-                // Larger than the ring's frame: an offload-merged frame we
-                // cannot forward whole. The kernel's counters show it.
+                // Larger than the ring's slot (a merged frame with offloads
+                // off): lost at the ring, as if it had been full.
+                truncated += 1;
                 continue;
             }
             let csum = match meta.vnet {
@@ -246,10 +248,12 @@ fn run_loop(
         drop(batches);
         worker.count_io(received, sent(txs) - sent_before);
         let failed_now = failed(txs) - failed_before;
-        if failed_now > 0 {
-            worker.count_io_losses(0, failed_now);
+        if failed_now + truncated > 0 {
+            worker.count_io_losses(truncated, failed_now);
         }
     }
+    // What the kernel dropped since the last reading.
+    worker.count_io_losses(rx.stats().kernel_drops - ring_drops_seen, 0);
     Ok(())
 }
 
