@@ -444,6 +444,40 @@ fn offloads_on_merged_frames_are_forwarded_intact_in_every_mode() -> Result<()> 
     Ok(())
 }
 
+/// The pitfall `offloads = true` exists for, and its counter: directord
+/// with offloads off turns them off on its own interface, but a client's
+/// TSO still hands it 64 KiB frames across the veth. They do not fit the
+/// ring's 2 KiB slots, so they are lost there, and `dirctl status` says so
+/// (`rx_ring_overflow`) instead of the loss going unseen.
+#[test]
+fn merged_frames_with_offloads_off_are_counted_as_lost_at_the_ring() -> Result<()> {
+    let Some(net) = build_with("offoff", Mode::Dr, 0, true)? else {
+        return Ok(());
+    };
+    let mut m = ModeLab::start(net, &dr_config(), "http://10.21.0.100")?;
+    let lab = &m.lab;
+    let (file, _) = lab.test_file(1)?;
+    // Whether it completes (TCP falls back to single segments after a
+    // timeout) does not matter here: what was lost must be counted.
+    let _ = lab.upload(
+        &m.client,
+        "http://10.21.0.100/upload/lost.bin",
+        &file,
+        Duration::from_secs(3),
+    );
+    let status = m.director.dirctl(lab, &["status"])?;
+    let lost: u64 = status
+        .split("rx_ring_overflow ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no rx_ring_overflow count in\n{status}"))?;
+    assert!(lost > 0, "{status}");
+    let out = m.stop();
+    assert!(out.contains("lost at full rings "), "{out}");
+    Ok(())
+}
+
 #[test]
 fn tun_reaches_real_servers_behind_a_router_through_userspace_decap() -> Result<()> {
     let Some(mut m) = tun_lab("tun")? else {
