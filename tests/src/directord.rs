@@ -146,8 +146,7 @@ pub struct Bins {
 
 /// A binary given on the command line as `FLAG PATH`, made absolute (the
 /// lab runs it from other namespaces and directories).
-pub fn binary_arg(path: Option<&Path>, flag: &str, usage: &str) -> Result<String> {
-    let path = path.with_context(|| format!("{flag} PATH is required\n\n{usage}"))?;
+pub fn binary_arg(path: &Path, flag: &str) -> Result<String> {
     let abs = path
         .canonicalize()
         .with_context(|| format!("{flag} {}: not found; build it first", path.display()))?;

@@ -44,30 +44,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
+use clap::builder::RangedI64ValueParser;
 use lab_tests::directord::binary_arg;
 use lab_tests::modes;
 use lab_tests::{
     Balancer, Bins, CurlOptions, Directord, Host, Lab, LabChild, LvsLab, LvsOptions, is_root,
 };
-
-const USAGE: &str = "\
-usage: lab-bench --directord PATH --dirctl PATH [--runs N] [--duration S] [--systems a,b,...]
-                 [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu] [--offloads]
-                 [--ring-mib N]
-
-  --directord PATH  the directord binary (target/release/directord)
-  --dirctl PATH     the dirctl binary (target/release/dirctl)
-  --runs N          wrk runs per system and workload; the median is shown (default 3)
-  --duration S      seconds per wrk run (default 8)
-  --systems LIST    among direct,dr,tun,nat,nft,haproxy (default all)
-  --workers N       directord's workers per data interface and HAProxy's nbthread
-                    (default: directord's own, and one HAProxy thread per CPU)
-  --rx-ring R       directord's receive ring, v2 or v3 (default: directord's own)
-  --fanout F        how directord spreads frames over workers, hash or cpu (default: its own)
-  --offloads        leave TSO/GSO/GRO and checksum offloads on every interface, for every
-                    system (default: off everywhere), and directord with `offloads = true`
-  --ring-mib N      MiB of each directord worker's receive ring (default: its own)
-Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this.";
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// USER_HZ: the unit of /proc/*/stat and /proc/stat times.
@@ -93,7 +76,7 @@ const ALL_SYSTEMS: [System; 6] = [
 ];
 
 impl System {
-    fn parse(s: &str) -> Result<System> {
+    fn parse(s: &str) -> Result<System, String> {
         Ok(match s {
             "direct" => System::Direct,
             "dr" => System::Dr,
@@ -101,7 +84,11 @@ impl System {
             "nat" => System::Nat,
             "nft" | "nftables" => System::Nft,
             "haproxy" => System::Haproxy,
-            _ => bail!("system `{s}`: want direct, dr, tun, nat, nft or haproxy"),
+            _ => {
+                return Err(format!(
+                    "system `{s}`: want direct, dr, tun, nat, nft or haproxy"
+                ));
+            }
         })
     }
 
@@ -179,29 +166,93 @@ impl Workload {
     }
 }
 
-#[derive(Debug)]
+/// The end-to-end lab benchmark of directord against no balancer, nftables
+/// DNAT and HAProxy, with wrk from a client namespace.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lab-bench",
+    args_override_self = true,
+    after_help = "Needs root. deploy/bench/lab.sh installs wrk, nftables, haproxy, builds and runs this."
+)]
 struct Args {
-    directord: Option<PathBuf>,
-    dirctl: Option<PathBuf>,
+    /// The directord binary (target/release/directord)
+    #[arg(long, value_name = "PATH")]
+    directord: PathBuf,
+    /// The dirctl binary (target/release/dirctl)
+    #[arg(long, value_name = "PATH")]
+    dirctl: PathBuf,
+    /// wrk runs per system and workload, 1 to 9; the median is shown
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = RangedI64ValueParser::<usize>::new().range(1..=9)
+    )]
     runs: usize,
+    /// Seconds per wrk run, 1 to 60
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u64).range(1..=60)
+    )]
     duration: u64,
-    systems: Vec<System>,
+    /// Systems to run, a comma-separated list among direct, dr, tun, nat,
+    /// nft (or nftables) and haproxy
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "direct,dr,tun,nat,nft,haproxy",
+        value_parser = parse_systems
+    )]
+    systems: ::std::vec::Vec<System>,
+    #[command(flatten)]
     daemon: DaemonOpts,
-    help: bool,
+}
+
+/// `--systems`: a comma-separated list, sorted and deduplicated, not empty.
+fn parse_systems(s: &str) -> Result<Vec<System>, String> {
+    let mut v = s
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(System::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    v.sort();
+    v.dedup();
+    if v.is_empty() {
+        return Err("none given".into());
+    }
+    Ok(v)
 }
 
 /// What the bench sets in directord's `[dataplane]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, clap::Args)]
 struct DaemonOpts {
-    /// `workers`; directord's default when unset.
+    /// directord's workers per data interface and HAProxy's nbthread, 1 to
+    /// 16 (default: directord's own, and one HAProxy thread per CPU)
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = RangedI64ValueParser::<usize>::new().range(1..=16)
+    )]
     workers: Option<usize>,
-    /// `rx_ring`; directord's default when unset.
+    /// directord's receive ring (default: directord's own)
+    #[arg(long, value_name = "R", value_parser = ["v2", "v3"])]
     rx_ring: Option<String>,
-    /// `fanout`; directord's default when unset.
+    /// How directord spreads frames over workers (default: its own)
+    #[arg(long, value_name = "F", value_parser = ["hash", "cpu"])]
     fanout: Option<String>,
-    /// Offloads on everywhere, and directord's `offloads = true`.
+    /// Leave TSO/GSO/GRO and checksum offloads on every interface, for every
+    /// system (default: off everywhere), and directord with `offloads = true`
+    #[arg(long)]
     offloads: bool,
-    /// `ring_mib`; directord's default when unset.
+    /// MiB of each directord worker's receive ring, 1 to 1024 (default: its
+    /// own)
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1024)
+    )]
     ring_mib: Option<u32>,
 }
 
@@ -236,90 +287,8 @@ impl DaemonOpts {
     }
 }
 
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        directord: None,
-        dirctl: None,
-        runs: 3,
-        duration: 8,
-        systems: ALL_SYSTEMS.to_vec(),
-        daemon: DaemonOpts::default(),
-        help: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || -> Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it.next().with_context(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag.as_str() {
-            "--directord" => a.directord = Some(PathBuf::from(value()?)),
-            "--dirctl" => a.dirctl = Some(PathBuf::from(value()?)),
-            "--runs" => {
-                a.runs = value()?.parse().context("--runs")?;
-                ensure!((1..=9).contains(&a.runs), "--runs: 1 to 9");
-            }
-            "--duration" => {
-                a.duration = value()?.parse().context("--duration")?;
-                ensure!((1..=60).contains(&a.duration), "--duration: 1 to 60 s");
-            }
-            "--systems" => {
-                let mut v = value()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(System::parse)
-                    .collect::<Result<Vec<_>>>()?;
-                v.sort();
-                v.dedup();
-                ensure!(!v.is_empty(), "--systems: none given");
-                a.systems = v;
-            }
-            "--workers" => {
-                let n: usize = value()?.parse().context("--workers")?;
-                ensure!((1..=16).contains(&n), "--workers: 1 to 16");
-                a.daemon.workers = Some(n);
-            }
-            "--rx-ring" => {
-                let r = value()?;
-                ensure!(r == "v2" || r == "v3", "--rx-ring: v2 or v3");
-                a.daemon.rx_ring = Some(r);
-            }
-            "--fanout" => {
-                let f = value()?;
-                ensure!(f == "hash" || f == "cpu", "--fanout: hash or cpu");
-                a.daemon.fanout = Some(f);
-            }
-            "--offloads" => a.daemon.offloads = true,
-            "--ring-mib" => {
-                let n: u32 = value()?.parse().context("--ring-mib")?;
-                ensure!((1..=1024).contains(&n), "--ring-mib: 1 to 1024");
-                a.daemon.ring_mib = Some(n);
-            }
-            "-h" | "--help" => a.help = true,
-            _ => bail!("unknown argument `{arg}`"),
-        }
-    }
-    Ok(a)
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("lab-bench: {e:#}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.help {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
+    let args = Args::parse();
     if !is_root() {
         eprintln!("lab-bench: run as root: the lab builds network namespaces");
         return ExitCode::FAILURE;
@@ -366,8 +335,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn bench(args: &Args) -> Result<()> {
     let bins = Bins {
-        directord: binary_arg(args.directord.as_deref(), "--directord", USAGE)?,
-        dirctl: binary_arg(args.dirctl.as_deref(), "--dirctl", USAGE)?,
+        directord: binary_arg(&args.directord, "--directord")?,
+        dirctl: binary_arg(&args.dirctl, "--dirctl")?,
     };
     for tool in ["wrk", "nft", "haproxy", "nginx", "ethtool"] {
         let ok = lab_tests::cmd::run(&["sh", "-c", &format!("command -v {tool}")], START_TIMEOUT)
@@ -908,4 +877,71 @@ fn parse_wrk(text: &str) -> Result<(f64, f64, u64)> {
         p99.context("no 99% latency")?,
         errors,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let argv = ["lab-bench", "--directord", "d", "--dirctl", "c"];
+        Args::try_parse_from(argv.iter().chain(extra))
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let a = parse(&[]).unwrap();
+        assert_eq!((a.runs, a.duration), (3, 8));
+        assert_eq!(a.systems, ALL_SYSTEMS.to_vec());
+        assert!(a.daemon.workers.is_none() && !a.daemon.offloads);
+        let a = parse(&[
+            "--runs=1",
+            "--duration",
+            "5",
+            "--systems",
+            "nftables,nat,,nat",
+            "--workers",
+            "2",
+            "--rx-ring=v3",
+            "--fanout",
+            "cpu",
+            "--offloads",
+            "--ring-mib",
+            "64",
+        ])
+        .unwrap();
+        assert_eq!((a.runs, a.duration), (1, 5));
+        assert_eq!(a.systems, vec![System::Nat, System::Nft]);
+        assert_eq!(a.daemon.workers, Some(2));
+        assert_eq!(a.daemon.rx_ring.as_deref(), Some("v3"));
+        assert_eq!(a.daemon.fanout.as_deref(), Some("cpu"));
+        assert_eq!(a.daemon.ring_mib, Some(64));
+        assert!(a.daemon.offloads);
+    }
+
+    #[test]
+    fn bad_values() {
+        for bad in [
+            &["--runs", "0"][..],
+            &["--runs", "10"],
+            &["--duration", "61"],
+            &["--workers", "0"],
+            &["--workers", "17"],
+            &["--ring-mib", "1025"],
+            &["--rx-ring", "v1"],
+            &["--fanout", "rr"],
+            &["--systems", ","],
+            &["--systems", "dr,lvs"],
+            &["--what"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Args::try_parse_from(["lab-bench", "--dirctl", "c"]).is_err());
+    }
 }

@@ -13,14 +13,60 @@
 //! summary conns=200 ok=200 broken=0 moved=0 gap_p50_ms=55 gap_p99_ms=420 gap_max_ms=431
 //! ```
 //!
-//! Bounded: at most `--conns` connections (≤ 1000), each at most one
-//! request per interval, for at most `--duration-s` (≤ 300) seconds.
+//! ```text
+//! lab-flows --target IP:PORT [--conns N] [--interval-ms MS] [--duration-s S]
+//! ```
+//!
+//! Defaults: 200 connections, 50 ms, 10 s. Bounded: at most `--conns`
+//! connections (≤ 1000), each at most one request per interval, for at
+//! most `--duration-s` (≤ 300) seconds.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use clap::Parser;
+
+/// Many long-lived HTTP/1.1 keep-alive connections through a balancer, each
+/// sending a request and reading the reply every interval; prints one line
+/// per connection and a summary (broken, moved to another real server,
+/// longest gap between replies).
+#[derive(Debug, Parser)]
+#[command(name = "lab-flows", args_override_self = true)]
+struct Args {
+    /// Where to connect (the VIP and port)
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_target)]
+    target: SocketAddr,
+    /// Connections to open, at most 1000
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u32).range(0..=1000)
+    )]
+    conns: u32,
+    /// Time between two requests on a connection, in ms
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    interval_ms: u64,
+    /// How long to run, in seconds, at most 300
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=300)
+    )]
+    duration_s: u64,
+}
+
+/// `--target`: an address with a port other than 0.
+fn parse_target(s: &str) -> Result<SocketAddr, String> {
+    let a: SocketAddr = s.parse().map_err(|e| format!("{e}; want IP:PORT"))?;
+    if a.port() == 0 {
+        return Err("port 0; want IP:PORT".into());
+    }
+    Ok(a)
+}
 
 /// What one connection saw.
 #[derive(Debug, Default, Clone)]
@@ -107,17 +153,6 @@ fn run_flow(target: SocketAddr, interval: Duration, until: Instant) -> Flow {
     f
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}: bad value")),
-    }
-}
-
 fn percentile(sorted: &[u128], q: f64) -> u128 {
     if sorted.is_empty() {
         return 0;
@@ -126,19 +161,11 @@ fn percentile(sorted: &[u128], q: f64) -> u128 {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let target: SocketAddr = arg(&args, "--target", "0.0.0.0:0".parse()?)?;
-    ensure!(
-        target.port() != 0,
-        "usage: lab-flows --target IP:PORT [--conns N] [--interval-ms MS] [--duration-s S]"
-    );
-    let conns: usize = arg(&args, "--conns", 200)?;
-    let interval = Duration::from_millis(arg(&args, "--interval-ms", 50)?);
-    let duration = Duration::from_secs(arg(&args, "--duration-s", 10)?);
-    ensure!(
-        conns <= 1000 && duration <= Duration::from_secs(300),
-        "bounded: at most 1000 conns, 300 s"
-    );
+    let args = Args::parse();
+    let target = args.target;
+    let conns = args.conns as usize;
+    let interval = Duration::from_millis(args.interval_ms);
+    let duration = Duration::from_secs(args.duration_s);
     let until = Instant::now() + duration;
     let handles: Vec<_> = (0..conns)
         .map(|i| {
@@ -187,4 +214,43 @@ fn main() -> Result<()> {
         gaps.last().copied().unwrap_or(0)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn invocations() {
+        // As lab_tests::flows starts it.
+        let a = Args::try_parse_from([
+            "f",
+            "--target",
+            "10.0.0.100:80",
+            "--conns",
+            "200",
+            "--interval-ms",
+            "50",
+            "--duration-s",
+            "16",
+        ])
+        .unwrap();
+        assert_eq!((a.conns, a.interval_ms, a.duration_s), (200, 50, 16));
+        let a = Args::try_parse_from(["f", "--target=10.0.0.100:80"]).unwrap();
+        assert_eq!((a.conns, a.interval_ms, a.duration_s), (200, 50, 10));
+        for bad in [
+            &["f"][..],
+            &["f", "--target", "10.0.0.100:0"],
+            &["f", "--target", "10.0.0.100:80", "--conns", "1001"],
+            &["f", "--target", "10.0.0.100:80", "--duration-s", "301"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
 }

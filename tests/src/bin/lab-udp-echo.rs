@@ -21,43 +21,45 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use clap::Parser;
 
-#[derive(Debug, Default)]
+/// A tiny UDP request/response server and client for the lab.
+///
+/// The server answers every datagram with `<name> <request>`; the client
+/// sends `req-<i>` COUNT times, one at a time, and prints one line per
+/// request: `ok <i> <rtt_us> <from> <reply>` or `timeout <i>`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lab-udp-echo",
+    args_override_self = true,
+    override_usage = "lab-udp-echo --bind ADDR:PORT --name NAME [--lifetime-secs N]    (server)\n       \
+                      lab-udp-echo --to ADDR:PORT [--count N] [--timeout-ms T] [--fresh-port] \
+                      [--bind ADDR:PORT]    (client)"
+)]
 struct Args {
+    /// Server: the address to serve on. Client: the local address to send
+    /// from (default: the kernel's choice)
+    #[arg(long, value_name = "ADDR:PORT", required_unless_present = "to")]
     bind: Option<SocketAddr>,
+    /// Server: the name it prefixes replies with
+    #[arg(long, value_name = "NAME", required_unless_present = "to")]
     name: Option<String>,
-    lifetime: Option<Duration>,
+    /// Server: exit after this many seconds, in case a crashed test never
+    /// killed it
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    lifetime_secs: u64,
+    /// Client: where to send the requests (makes it a client)
+    #[arg(long, value_name = "ADDR:PORT")]
     to: Option<SocketAddr>,
-    count: Option<u32>,
-    timeout: Option<Duration>,
+    /// Client: requests to send, one after the other
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    count: u32,
+    /// Client: how long to wait for each reply, in ms
+    #[arg(long, value_name = "T", default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Client: a new socket (source port, hence flow) for every request
+    #[arg(long)]
     fresh_port: bool,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args::default();
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--bind" => a.bind = Some(value()?.parse().context("--bind")?),
-            "--name" => a.name = Some(value()?),
-            "--lifetime-secs" => {
-                a.lifetime = Some(Duration::from_secs(
-                    value()?.parse().context("--lifetime-secs")?,
-                ))
-            }
-            "--to" => a.to = Some(value()?.parse().context("--to")?),
-            "--count" => a.count = Some(value()?.parse().context("--count")?),
-            "--timeout-ms" => {
-                a.timeout = Some(Duration::from_millis(
-                    value()?.parse().context("--timeout-ms")?,
-                ))
-            }
-            "--fresh-port" => a.fresh_port = true,
-            other => bail!("unknown argument `{other}` (see the file's doc comment)"),
-        }
-    }
-    Ok(a)
 }
 
 fn serve(bind: SocketAddr, name: &str, lifetime: Duration) -> Result<()> {
@@ -141,19 +143,20 @@ fn ask(
 }
 
 fn main() -> ExitCode {
+    let a = Args::parse();
     let run = || -> Result<()> {
-        let a = parse_args()?;
         match (a.to, a.bind, a.name) {
             (Some(to), bind, _) => ask(
                 to,
                 bind,
-                a.count.unwrap_or(1),
-                a.timeout.unwrap_or(Duration::from_secs(1)),
+                a.count,
+                Duration::from_millis(a.timeout_ms),
                 a.fresh_port,
             ),
             (None, Some(bind), Some(name)) => {
-                serve(bind, &name, a.lifetime.unwrap_or(Duration::from_secs(300)))
+                serve(bind, &name, Duration::from_secs(a.lifetime_secs))
             }
+            // clap already requires --bind and --name without --to.
             _ => bail!("server: --bind ADDR:PORT --name NAME; client: --to ADDR:PORT"),
         }
     };
@@ -162,6 +165,48 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("lab-udp-echo: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn invocations() {
+        // As lab_tests::udp starts a server and a client.
+        let a = Args::try_parse_from(["e", "--bind", "10.0.0.1:9000", "--name", "rs1"]).unwrap();
+        assert_eq!(a.name.as_deref(), Some("rs1"));
+        assert_eq!(a.lifetime_secs, 300);
+        let a = Args::try_parse_from([
+            "e",
+            "--to",
+            "10.0.0.100:53",
+            "--count",
+            "4",
+            "--timeout-ms",
+            "500",
+            "--fresh-port",
+            "--bind",
+            "10.0.0.2:0",
+        ])
+        .unwrap();
+        assert_eq!((a.count, a.timeout_ms, a.fresh_port), (4, 500, true));
+        let a = Args::try_parse_from(["e", "--to", "10.0.0.100:53"]).unwrap();
+        assert_eq!((a.count, a.timeout_ms, a.bind), (1, 1000, None));
+        for bad in [
+            &["e"][..],
+            &["e", "--bind", "10.0.0.1:9000"],
+            &["e", "--to", "nowhere"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }
     }
 }

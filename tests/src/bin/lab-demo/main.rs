@@ -38,24 +38,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use clap::{Parser, ValueEnum};
 use lab_tests::directord::{CONTROL_PORT, binary_arg};
 use lab_tests::modes;
 use lab_tests::{
     Balancer, Bins, CurlOptions, Directord, Host, Lab, LvsLab, LvsOptions, UdpAsk, is_root, sweep,
 };
-
-const USAGE: &str = "\
-usage: lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|pair|all] [--keep]
-       lab-demo --down [--all]
-
-  --directord PATH  the directord binary (target/release/directord)
-  --dirctl PATH     the dirctl binary (target/release/dirctl)
-  --mode MODE       what to show: dr, tun, nat, pair (two directors, failover under
-                    load) or all (default all)
-  --keep            leave the dr/tun/nat labs running until Ctrl-C, and say how to poke at them
-  --down            remove labs left behind by a process that is gone
-  --all             with --down: remove every lab (lbt-* namespaces), also live ones
-Needs root: the lab builds network namespaces. deploy/lab/demo.sh runs it.";
 
 /// Requests sent through every mode.
 const REQUESTS: usize = 20;
@@ -71,17 +59,6 @@ enum Mode {
 }
 
 impl Mode {
-    fn parse(s: &str) -> Result<Vec<Mode>> {
-        Ok(match s {
-            "dr" => vec![Mode::Dr],
-            "tun" => vec![Mode::Tun],
-            "nat" => vec![Mode::Nat],
-            "pair" => vec![],
-            "all" => vec![Mode::Dr, Mode::Tun, Mode::Nat],
-            _ => bail!("--mode `{s}`: want dr, tun, nat, pair or all"),
-        })
-    }
-
     fn name(self) -> &'static str {
         match self {
             Mode::Dr => "dr",
@@ -172,69 +149,72 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Default)]
+/// The one-command demo of directord, the userspace LVS director,
+/// forwarding real kernel TCP and UDP between network namespaces.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lab-demo",
+    args_override_self = true,
+    override_usage = "lab-demo --directord PATH --dirctl PATH [--mode dr|tun|nat|pair|all] [--keep]\n       \
+                      lab-demo --down [--all]",
+    after_help = "Needs root: the lab builds network namespaces. deploy/lab/demo.sh runs it."
+)]
 struct Args {
-    /// Show the pair (default: yes).
-    pair: bool,
+    /// The directord binary (target/release/directord)
+    #[arg(long, value_name = "PATH", required_unless_present = "down")]
     directord: Option<PathBuf>,
+    /// The dirctl binary (target/release/dirctl)
+    #[arg(long, value_name = "PATH", required_unless_present = "down")]
     dirctl: Option<PathBuf>,
-    modes: Option<Vec<Mode>>,
+    /// What to show
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Show::All)]
+    mode: Show,
+    /// Leave the dr/tun/nat labs running until Ctrl-C, and say how to poke at them
+    #[arg(long)]
     keep: bool,
+    /// Remove labs left behind by a process that is gone
+    #[arg(long)]
     down: bool,
+    /// With --down: remove every lab (lbt-* namespaces), also live ones
+    #[arg(long, requires = "down")]
     all: bool,
-    help: bool,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        pair: true,
-        ..Args::default()
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || -> Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it.next().with_context(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag.as_str() {
-            "--directord" => a.directord = Some(PathBuf::from(value()?)),
-            "--dirctl" => a.dirctl = Some(PathBuf::from(value()?)),
-            "--mode" => {
-                let v = value()?;
-                a.pair = v == "pair" || v == "all";
-                a.modes = Some(Mode::parse(&v)?);
-            }
-            "--keep" => a.keep = true,
-            "--down" => a.down = true,
-            "--all" => a.all = true,
-            "-h" | "--help" => a.help = true,
-            _ => bail!("unknown argument `{arg}`"),
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Show {
+    /// Direct routing
+    Dr,
+    /// IP-in-IP tunnelling
+    Tun,
+    /// Two NICs, port mapping
+    Nat,
+    /// Two directors, failover under load
+    Pair,
+    /// All of them
+    All,
+}
+
+impl Show {
+    /// The single-director modes it shows.
+    fn modes(self) -> Vec<Mode> {
+        match self {
+            Show::Dr => vec![Mode::Dr],
+            Show::Tun => vec![Mode::Tun],
+            Show::Nat => vec![Mode::Nat],
+            Show::Pair => vec![],
+            Show::All => vec![Mode::Dr, Mode::Tun, Mode::Nat],
         }
     }
-    if a.all && !a.down {
-        bail!("--all goes with --down");
+
+    /// Whether it shows the pair.
+    fn pair(self) -> bool {
+        matches!(self, Show::Pair | Show::All)
     }
-    Ok(a)
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("lab-demo: {e:#}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if args.help {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
+    let args = Args::parse();
     if !is_root() {
         eprintln!(
             "lab-demo: run as root: the lab builds network namespaces (sudo deploy/lab/demo.sh)"
@@ -256,14 +236,15 @@ fn main() -> ExitCode {
 }
 
 fn demo(args: &Args) -> Result<()> {
-    let bins = Bins {
-        directord: binary_arg(args.directord.as_deref(), "--directord", USAGE)?,
-        dirctl: binary_arg(args.dirctl.as_deref(), "--dirctl", USAGE)?,
+    let (Some(directord), Some(dirctl)) = (&args.directord, &args.dirctl) else {
+        bail!("--directord PATH and --dirctl PATH are required");
     };
-    let modes = args
-        .modes
-        .clone()
-        .unwrap_or_else(|| vec![Mode::Dr, Mode::Tun, Mode::Nat]);
+    let bins = Bins {
+        directord: binary_arg(directord, "--directord")?,
+        dirctl: binary_arg(dirctl, "--dirctl")?,
+    };
+    let modes = args.mode.modes();
+    let show_pair = args.mode.pair();
     println!(
         "lab-demo: directord, a userspace LVS director, load-balancing real kernel TCP and UDP\n\
          between network namespaces; dirctl is its ipvsadm-compatible CLI."
@@ -278,11 +259,11 @@ fn demo(args: &Args) -> Result<()> {
     if args.keep {
         return keep(&bins, &mut kept);
     }
-    if args.pair {
+    if show_pair {
         pair::run(&bins)?;
     }
     let mut names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
-    if args.pair {
+    if show_pair {
         names.push("the pair");
     }
     println!(
@@ -763,4 +744,53 @@ fn down(all: bool) -> Result<()> {
         println!("no lab left behind: nothing to remove");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn invocations() {
+        // deploy/lab/demo.sh and down.sh.
+        let a = Args::try_parse_from([
+            "lab-demo",
+            "--directord",
+            "d",
+            "--dirctl",
+            "c",
+            "--mode",
+            "pair",
+            "--keep",
+        ])
+        .unwrap();
+        assert_eq!(a.mode, Show::Pair);
+        assert!(a.mode.modes().is_empty() && a.mode.pair() && a.keep);
+        let a = Args::try_parse_from(["lab-demo", "--directord=d", "--dirctl=c"]).unwrap();
+        assert_eq!(a.mode.modes(), vec![Mode::Dr, Mode::Tun, Mode::Nat]);
+        assert!(a.mode.pair());
+        let a = Args::try_parse_from(["lab-demo", "--down", "--all"]).unwrap();
+        assert!(a.down && a.all);
+        for bad in [
+            &["lab-demo"][..],
+            &["lab-demo", "--all"],
+            &[
+                "lab-demo",
+                "--directord",
+                "d",
+                "--dirctl",
+                "c",
+                "--mode",
+                "x",
+            ],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
 }
