@@ -9,7 +9,7 @@
 //! carries out the returned [`Action`]s.
 //!
 //! Time is a `Duration` since an origin the caller chooses. Each state
-//! keeps its own timer inside the [`Run`] enum, so a Master can't have a
+//! keeps its own timer inside the `Run` enum, so a Master can't have a
 //! Master_Down timer running and a Backup can't send adverts.
 //!
 //! Beyond the RFC, four operator features, each kept out of the RFC's

@@ -794,7 +794,7 @@ const SERVICE_NAMES: &[(&str, u16)] = &[
 ];
 
 /// The port of a well-known service name (`http` is 80), if dirctl knows
-/// it: see [`SERVICE_NAMES`].
+/// it: see `SERVICE_NAMES`.
 pub fn port_by_name(name: &str) -> Option<u16> {
     SERVICE_NAMES
         .iter()

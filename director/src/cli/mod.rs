@@ -1,6 +1,6 @@
 //! `dirctl`'s ipvsadm side: the command-line syntax ([`args`]), rules
 //! files as `ipvsadm -S` writes them ([`rules`], also read by the daemon's
-//! configuration), the listing layouts ([`format`]) — pure functions, unit
+//! configuration), the listing layouts ([`format`](mod@format)) — pure functions, unit
 //! tested without a server — and the gRPC client that runs a parsed
 //! command ([`client`]), with its TLS and token options ([`access`]).
 

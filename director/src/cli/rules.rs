@@ -3,7 +3,7 @@
 //! configuration key.
 //!
 //! A rules file is one ipvsadm command per line, in the command-line
-//! syntax of [`args`](super::args): `-A -t 10.0.0.1:80 -s wlc`,
+//! syntax of [`super::args`]: `-A -t 10.0.0.1:80 -s wlc`,
 //! `-a -t 10.0.0.1:80 -r 10.0.1.1:80 -g -w 1`, `--set 900 120 300`, also
 //! `-E -D -C -e -d`. As in ipvsadm, everything from a `#` to the end of the
 //! line is a comment, blank lines are skipped, and a word `ipvsadm` (a

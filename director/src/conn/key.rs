@@ -9,7 +9,7 @@
 //!   port-zero services); the client port is always 0, as in the kernel's
 //!   `ip_vs_sched_persist`.
 //!
-//! Internally a key is packed into 38 bytes ([`FlowKey`]): addresses are
+//! Internally a key is packed into 38 bytes (`FlowKey`): addresses are
 //! stored as 16 bytes, IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`). The one
 //! ambiguity this leaves — a real IPv6 peer using a mapped address — does
 //! not occur on the wire.

@@ -17,7 +17,7 @@
 //! - An abrupt end of the stream (a killed master's kernel closes it at
 //!   once) makes VRRP suspect the master: it takes over one advert
 //!   interval + skew later unless an advert comes, instead of three
-//!   intervals (see [`suspect_on_loss`]).
+//!   intervals (see `suspect_on_loss`).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -78,7 +78,7 @@ pub struct Observed {
     /// All IPv4 addresses.
     pub addrs: Vec<AddrInfo>,
     /// `net.ipv4.conf.<dev>.<name>` → value, for `all`, `default` and every
-    /// device, for the names in [`CONF_NAMES`].
+    /// device, for the names in `CONF_NAMES`.
     pub sysctls: BTreeMap<String, u32>,
     /// Whether the main table has an IPv4 default route.
     pub default_route: bool,
