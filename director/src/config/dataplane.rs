@@ -94,15 +94,14 @@ pub struct DataplaneSettings {
     pub offloads: bool,
     /// MiB of each worker's receive ring: what it absorbs while the worker
     /// is busy or descheduled, before the kernel drops (counted as
-    /// `rx_ring_overflow`). Default 16, or 64 with `offloads` (its slots
-    /// are 68 KiB, each to hold a merged frame).
+    /// `rx_ring_overflow`). Default 16. With `offloads`, merged frames too
+    /// big for a slot wait in the socket's queue instead, up to four times
+    /// this.
     pub ring_mib: u32,
 }
 
-/// Default `ring_mib` with offloads off and on.
+/// Default `ring_mib`.
 pub const RING_MIB_DEFAULT: u32 = 16;
-/// See [`RING_MIB_DEFAULT`].
-pub const RING_MIB_DEFAULT_OFFLOADS: u32 = 64;
 
 /// `[dataplane] fanout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,9 +224,6 @@ impl RawDataplane {
         }
         if let Some(v) = self.offloads {
             s.offloads = v;
-            if v {
-                s.ring_mib = RING_MIB_DEFAULT_OFFLOADS;
-            }
         }
         if let Some(m) = self.ring_mib {
             let v = *m.get_ref();
@@ -289,7 +285,7 @@ mod tests {
     }
 
     #[test]
-    fn offloads_bring_a_larger_ring_unless_one_is_given() {
+    fn ring_mib_defaults_with_or_without_offloads_and_can_be_set() {
         let src = Source {
             origin: "t.toml",
             text: "",
@@ -301,10 +297,7 @@ mod tests {
         let off = parse("");
         assert_eq!((off.offloads, off.ring_mib), (false, RING_MIB_DEFAULT));
         let on = parse("offloads = true");
-        assert_eq!(
-            (on.offloads, on.ring_mib),
-            (true, RING_MIB_DEFAULT_OFFLOADS)
-        );
+        assert_eq!((on.offloads, on.ring_mib), (true, RING_MIB_DEFAULT));
         let both = parse("offloads = true\nring_mib = 8");
         assert_eq!((both.offloads, both.ring_mib), (true, 8));
         assert_eq!(parse("ring_mib = 1024").ring_mib, 1024);

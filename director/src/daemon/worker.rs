@@ -167,6 +167,11 @@ fn run_loop(
     let mut last_error = None::<String>;
     let mut ring_drops_at = clock.now();
     let mut ring_drops_seen = 0u64;
+    // Buffers for the merged frames of one run of slots, one per slot it
+    // may hold (a V2 run is at most `max_batch` slots), so none is ever
+    // missing and the socket's queue is always read in step with the
+    // slots. Each grows to 64 KiB the first time it is used.
+    let mut oversize_bufs: Vec<Vec<u8>> = vec![Vec::new(); RxConfig::default().max_batch as usize];
 
     while !stop.load(Ordering::Relaxed) {
         let v = filter.version.load(Ordering::Acquire);
@@ -202,18 +207,35 @@ fn run_loop(
         let (sent_before, failed_before) = (sent(txs), failed(txs));
         let mut received = 0u64;
         let mut truncated = 0u64;
+        let oversize = block.oversize_reader();
+        let mut spare = oversize_bufs.iter_mut();
         // One batch per interface, on the stack: this runs for every run of
         // frames, often only a few, so it must not allocate.
         let mut batches: SmallVec<[_; 4]> = txs.iter_mut().map(|q| q.batch()).collect();
         for frame in block.frames() {
             received += 1;
-            let meta = frame.meta;
-            if meta.truncated() {
-                // Larger than the ring's slot (a merged frame with offloads
-                // off): lost at the ring, as if it had been full.
+            let mut meta = frame.meta;
+            let data: &mut [u8] = if meta.copied {
+                // A merged frame too big for its slot (offloads on): the
+                // whole of it is next in the socket's queue.
+                match spare.next().and_then(|buf| oversize.read(buf)) {
+                    Some((vnet, whole)) => {
+                        meta.vnet = vnet;
+                        whole
+                    }
+                    None => {
+                        truncated += 1;
+                        continue;
+                    }
+                }
+            } else if meta.truncated() {
+                // Larger than the ring's slot, and not queued whole (offloads
+                // off, or the queue full): lost at the ring.
                 truncated += 1;
                 continue;
-            }
+            } else {
+                frame.data
+            };
             let csum = match meta.vnet {
                 // Offloads on: a merged frame, or a local sender's partial
                 // checksum, goes on for the kernel to cut and complete.
@@ -226,7 +248,6 @@ fn run_loop(
                     c => c,
                 },
             };
-            let data = frame.data;
             let action = worker.process(now, spec.ingress, &mut *data, csum, &routes, &mut |ev| {
                 spec.sync.on_event(ev, &events_dp, now)
             });

@@ -43,6 +43,7 @@ use super::iface;
 use super::sys::{self, Mmap};
 use super::tpacket::{self, BlockHeader, Frames};
 use super::tpacket2;
+use super::vnet::{VNET_HDR_LEN, VnetHdr};
 
 /// How frames are spread over the sockets of a fanout group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,11 +137,18 @@ pub struct RxConfig {
     /// `PACKET_VNET_HDR`: each frame comes with a virtio-net header
     /// ([`FrameMeta::vnet`](super::FrameMeta::vnet)), so GRO/TSO
     /// super-frames arrive with their segment size. Such frames are up to
-    /// 64 KiB: give a V2 ring a `frame_size` to match
-    /// ([`RxConfig::for_offloads`]).
+    /// 64 KiB, far larger than a V2 slot: see `oversize_queue`
+    /// ([`RxConfig::for_offloads`] sets both).
     pub vnet_hdr: bool,
+    /// V2: bytes of socket queue for frames too big for their slot
+    /// (`PACKET_COPY_THRESH`, `SO_RCVBUFFORCE`). The kernel still marks
+    /// such a frame's slot, in order (`FrameMeta::copied`), and queues the
+    /// whole frame on the socket, where [`OversizeReader::read`] takes it.
+    /// Slots stay small for the many small frames, and a merged frame
+    /// takes only its own size, while it waits. `None`: such frames are
+    /// cut to the slot ([`FrameMeta::truncated`](super::FrameMeta::truncated)).
+    pub oversize_queue: Option<usize>,
 }
-
 impl Default for RxConfig {
     fn default() -> Self {
         RxConfig {
@@ -159,28 +167,20 @@ impl Default for RxConfig {
             ignore_outgoing: true,
             promiscuous: false,
             vnet_hdr: false,
+            oversize_queue: None,
         }
     }
 }
 
-/// The V2 slot size with offloads on: a GSO/GRO frame of up to 64 KiB
-/// after the slot header, its `sockaddr_ll` and the virtio-net header (76
-/// bytes in front of the MAC header). 17 pages; 15 of them to a 1 MiB-ish
-/// block, so the kernel's block allocations waste almost nothing.
-pub const OFFLOAD_FRAME_SIZE: u32 = 17 * 4096;
-
 impl RxConfig {
-    /// This configuration with offloads on: virtio-net headers, and a V2
-    /// ring of slots large enough for a 64 KiB super-frame, keeping the
-    /// ring's size (`block_count` blocks of 15 slots; a V3 ring keeps its
-    /// geometry, as it packs frames of any size).
+    /// This configuration with offloads on: virtio-net headers and, for a
+    /// V2 ring, a socket queue of four times the ring's size for merged
+    /// frames (a V3 ring packs frames of any size into its blocks).
     pub fn for_offloads(mut self) -> RxConfig {
         self.vnet_hdr = true;
         if self.version == RingVersion::V2 {
             let bytes = u64::from(self.block_size) * u64::from(self.block_count);
-            self.frame_size = OFFLOAD_FRAME_SIZE;
-            self.block_size = 15 * OFFLOAD_FRAME_SIZE;
-            self.block_count = bytes.div_ceil(u64::from(self.block_size)).max(1) as u32;
+            self.oversize_queue = Some(usize::try_from(bytes * 4).unwrap_or(usize::MAX));
         }
         self
     }
@@ -333,6 +333,16 @@ impl AfPacket {
         if cfg.vnet_hdr {
             sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_VNET_HDR, &1i32)
                 .map_err(err("setsockopt(PACKET_VNET_HDR)"))?;
+        }
+        if let Some(bytes) = cfg.oversize_queue {
+            sys::setsockopt(s, libc::SOL_PACKET, sys::PACKET_COPY_THRESH, &1i32)
+                .map_err(err("setsockopt(PACKET_COPY_THRESH)"))?;
+            // Past rmem_max needs CAP_NET_ADMIN (directord has it); without
+            // it, what rmem_max allows.
+            let n = bytes.min(i32::MAX as usize / 2) as i32;
+            sys::setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &n)
+                .or_else(|_| sys::setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF, &n))
+                .map_err(err("setsockopt(SO_RCVBUF)"))?;
         }
         let frame_nr = cfg.block_size / cfg.frame_size * cfg.block_count;
         let layout = match cfg.version {
@@ -562,6 +572,7 @@ impl AfPacket {
             next: &mut self.current,
             kind,
             vnet: self.vnet,
+            fd: self.fd.as_fd(),
             stats: &mut self.stats,
         }))
     }
@@ -616,10 +627,21 @@ pub struct RxBlock<'r> {
     next: &'r mut usize,
     kind: Kind,
     vnet: bool,
+    fd: BorrowedFd<'r>,
     stats: &'r mut RxStats,
 }
 
-impl RxBlock<'_> {
+impl<'r> RxBlock<'r> {
+    /// What reads the whole of the frames marked
+    /// [`copied`](super::FrameMeta::copied), while [`RxBlock::frames`]
+    /// lends the block's frames.
+    pub fn oversize_reader(&self) -> OversizeReader<'r> {
+        OversizeReader {
+            fd: self.fd,
+            vnet: self.vnet,
+        }
+    }
+
     /// The frames of the block, each lent as `&mut [u8]` until the block
     /// is dropped.
     pub fn frames(&mut self) -> Frames<'_> {
@@ -652,6 +674,37 @@ impl RxBlock<'_> {
             Kind::Block { .. } => BlockHeader::parse(self.data).map_or(0, |h| h.seq),
             Kind::Slots { seq, .. } => seq,
         }
+    }
+}
+
+/// Reads frames too big for their slot from the socket's queue, in the
+/// order their slots were marked.
+#[derive(Debug, Clone, Copy)]
+pub struct OversizeReader<'r> {
+    fd: BorrowedFd<'r>,
+    vnet: bool,
+}
+
+/// Room for the largest frame the kernel merges (64 KiB of IP), its
+/// Ethernet header and a virtio-net header.
+const OVERSIZE_LEN: usize = 65_536 + 64;
+
+impl OversizeReader<'_> {
+    /// The next queued frame, read into `buf` (grown to fit the largest
+    /// once, then reused), with its virtio-net header if the socket has
+    /// them. `None` when nothing is queued (the kernel had no room to
+    /// queue it: the frame is lost) or it did not fit.
+    pub fn read<'b>(&self, buf: &'b mut Vec<u8>) -> Option<(Option<VnetHdr>, &'b mut [u8])> {
+        if buf.len() < OVERSIZE_LEN {
+            buf.resize(OVERSIZE_LEN, 0);
+        }
+        let n = sys::recv_dontwait(self.fd, buf).ok()?;
+        if n > buf.len() {
+            return None;
+        }
+        let (hdr, frame) = buf[..n].split_at_mut(if self.vnet { VNET_HDR_LEN } else { 0 });
+        let vnet = self.vnet.then(|| VnetHdr::parse(hdr));
+        Some((vnet, frame))
     }
 }
 

@@ -57,7 +57,9 @@
 //!   lab's `disable_offloads`): every frame is MTU-sized;
 //! - offloads on, with [`RxConfig::for_offloads`] and
 //!   [`TxConfig::vnet_hdr`]: every frame comes and goes behind a
-//!   [`VnetHdr`] that gives a merged frame's segment size, and
+//!   [`VnetHdr`] that gives a merged frame's segment size (a merged frame
+//!   too big for its V2 slot waits whole in the socket's queue, read with
+//!   [`OversizeReader`] in step with its marked slot), and
 //!   [`TxBatch::push_verdict_offloaded`] hands it back to the kernel whole
 //!   (checksum left partial, the same segment size), or cuts it itself
 //!   for TUN.
@@ -77,7 +79,7 @@ mod vnet;
 mod wake;
 
 pub use afpacket::{
-    AfPacket, Fanout, FanoutMode, OFFLOAD_FRAME_SIZE, RingVersion, RxBlock, RxConfig, RxStats,
+    AfPacket, Fanout, FanoutMode, OversizeReader, RingVersion, RxBlock, RxConfig, RxStats,
 };
 pub use bpf::{Filter, FilterBuilder, FilterTooLong, MAX_INSNS, SockFilter, op};
 pub use error::IoError;

@@ -23,6 +23,7 @@ pub(crate) const PACKET_RX_RING: libc::c_int = 5;
 pub(crate) const PACKET_STATISTICS: libc::c_int = 6;
 pub(crate) const PACKET_VERSION: libc::c_int = 10;
 pub(crate) const PACKET_VNET_HDR: libc::c_int = 15;
+pub(crate) const PACKET_COPY_THRESH: libc::c_int = 7;
 pub(crate) const PACKET_QDISC_BYPASS: libc::c_int = 20;
 pub(crate) const PACKET_FANOUT: libc::c_int = 18;
 pub(crate) const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
@@ -170,6 +171,26 @@ pub(crate) fn getsockopt<T: Copy + Default>(
         )
     };
     check(ret).map(|_| value)
+}
+
+/// `recv(2)` of one packet without waiting. Returns its whole length
+/// (`MSG_TRUNC`), which exceeds `buf.len()` when it did not fit.
+pub(crate) fn recv_dontwait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is live and writable for `buf.len()` bytes; the kernel
+    // writes at most that many.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// `bind(2)` an AF_PACKET socket to `ifindex` and `protocol_be`.

@@ -60,6 +60,8 @@ pub(crate) mod hdr {
 
 /// `tp_status` bits of a frame.
 pub(crate) mod status {
+    /// Too big for its slot: the whole frame waits in the socket's queue.
+    pub(crate) const COPY: u32 = 1 << 1;
     /// The ring was full and frames were lost before this one.
     pub(crate) const LOSING: u32 = 1 << 2;
     /// CHECKSUM_PARTIAL: the L4 checksum holds only the pseudo-header sum.
@@ -107,6 +109,11 @@ pub struct FrameMeta {
     pub vlan: Option<VlanTag>,
     /// `TP_STATUS_LOSING`: the ring dropped frames before this one.
     pub losing: bool,
+    /// `TP_STATUS_COPY`: the frame did not fit its slot (a merged frame
+    /// with offloads on), and the whole of it waits in the socket's queue
+    /// (see [`RxConfig::oversize_queue`](super::RxConfig::oversize_queue)):
+    /// read it with [`OversizeReader::read`](super::OversizeReader::read).
+    pub copied: bool,
     /// Bytes lent (tp_snaplen).
     pub snap_len: u32,
     /// The virtio-net header in front of the frame, on a socket opened
@@ -141,6 +148,7 @@ impl FrameMeta {
                 },
             }),
             losing: status & status::LOSING != 0,
+            copied: status & status::COPY != 0,
             snap_len,
             vnet: None,
         }

@@ -303,6 +303,12 @@ mod tests {
         // The second slot's header is all zero: a plain frame.
         assert_eq!(got[1].1.vnet, Some(VnetHdr::NONE));
         assert_eq!(got[1].1.gso(), None);
+        // A slot the kernel marked COPY: the whole frame is queued.
+        let mut copied = slots(512, &[(&a, status::COPY)]);
+        let m = Frames::slots(&mut copied, 512, None).next().unwrap().meta;
+        assert!(m.copied);
+        assert!(!got[0].1.copied);
+
         // Without the option nothing is read.
         let plain: Vec<_> = Frames::slots(&mut ring, 512, None)
             .map(|f| f.meta.vnet)
