@@ -361,6 +361,20 @@ fn offloads_on_merged_frames_are_forwarded_intact_in_every_mode() -> Result<()> 
 
         let names = requests(lab, &m.client, &format!("{base}/"), 20)?;
         assert_eq!(count(&names, "rs1"), 10, "{mode:?}: rr split: {names:?}");
+        // UDP with the client's checksum left partial by its veth: the
+        // director leaves it for the kernel (DR, NAT) or completes it (TUN).
+        let udp = lab.udp_ask(
+            &m.client,
+            m.udp,
+            &UdpAsk {
+                count: 6,
+                timeout: Duration::from_secs(2),
+                fresh_port: true,
+                bind: None,
+            },
+        )?;
+        let answered = udp.iter().filter(|x| x.reply.is_some()).count();
+        assert_eq!(answered, 6, "{mode:?}: every UDP request answered: {udp:?}");
 
         let (file, sha) = lab.test_file(20)?;
         let mut up_frame = 0;
