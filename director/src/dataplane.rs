@@ -203,6 +203,18 @@ pub struct IoTotals {
     pub send_failures: u64,
 }
 
+impl IoTotals {
+    /// The frames lost below the dataplane, under the reason names that
+    /// `dirctl status` and the metrics report them by, after the
+    /// dataplane's own drop reasons.
+    pub fn losses(&self) -> [(&'static str, u64); 2] {
+        [
+            ("rx_ring_overflow", self.ring_drops),
+            ("tx_failed", self.send_failures),
+        ]
+    }
+}
+
 impl Dataplane {
     /// A dataplane with no services.
     pub fn new(cfg: DataplaneConfig) -> Dataplane {

@@ -196,10 +196,7 @@ pub(super) fn node_status(st: &ControlState) -> ctl::NodeStatus {
         .map(|(r, n)| (r.as_str(), *n))
         // Frames lost below the dataplane: at a worker's full ring, and
         // sends the kernel refused.
-        .chain([
-            ("rx_ring_overflow", io.ring_drops),
-            ("tx_failed", io.send_failures),
-        ])
+        .chain(io.losses())
         .filter(|(_, n)| *n > 0)
         .map(|(r, n)| ctl::DropCounter {
             reason: r.to_owned(),

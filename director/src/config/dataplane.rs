@@ -233,35 +233,39 @@ impl RawDataplane {
             };
         }
         if let Some(r) = self.rx_ring {
-            s.rx_ring = match r.get_ref().as_str() {
-                "v2" => RingVersion::V2,
-                "v3" => RingVersion::V3,
-                other => {
-                    return Err(src.invalid(
-                        r.span(),
-                        Problem::UnknownRxRing {
-                            value: other.to_owned(),
-                        },
-                    ));
-                }
-            };
+            s.rx_ring = one_of(
+                src,
+                &r,
+                &[("v2", RingVersion::V2), ("v3", RingVersion::V3)],
+                |value| Problem::UnknownRxRing { value },
+            )?;
         }
         if let Some(f) = self.fanout {
-            s.fanout = match f.get_ref().as_str() {
-                "hash" => WorkerFanout::Hash,
-                "cpu" => WorkerFanout::Cpu,
-                other => {
-                    return Err(src.invalid(
-                        f.span(),
-                        Problem::UnknownFanout {
-                            value: other.to_owned(),
-                        },
-                    ));
-                }
-            };
+            s.fanout = one_of(
+                src,
+                &f,
+                &[("hash", WorkerFanout::Hash), ("cpu", WorkerFanout::Cpu)],
+                |value| Problem::UnknownFanout { value },
+            )?;
         }
         Ok(s)
     }
+}
+
+/// The value `options` names for the string `given`, or `unknown`'s
+/// problem at its place in the file.
+fn one_of<T: Copy>(
+    src: &Source<'_>,
+    given: &Spanned<String>,
+    options: &[(&str, T)],
+    unknown: impl FnOnce(String) -> Problem,
+) -> Result<T, ConfigError> {
+    let name = given.get_ref().as_str();
+    options
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| src.invalid(given.span(), unknown(name.to_owned())))
 }
 
 #[cfg(test)]

@@ -236,17 +236,9 @@ fn run_loop(
             } else {
                 frame.data
             };
-            let csum = match meta.vnet {
-                // Offloads on: a merged frame, or a local sender's partial
-                // checksum, goes on for the kernel to cut and complete.
-                Some(v) if v.is_gso() => L4Csum::Offload {
-                    gso_size: v.gso_size,
-                },
-                Some(_) if meta.csum_not_ready => L4Csum::Offload { gso_size: 0 },
-                _ => match meta.l4_csum() {
-                    L4Csum::Verify if !spec.verify_checksums => L4Csum::Skip,
-                    c => c,
-                },
+            let csum = match meta.l4_csum() {
+                L4Csum::Verify if !spec.verify_checksums => L4Csum::Skip,
+                c => c,
             };
             let action = worker.process(now, spec.ingress, &mut *data, csum, &routes, &mut |ev| {
                 spec.sync.on_event(ev, &events_dp, now)

@@ -154,9 +154,21 @@ impl FrameMeta {
         }
     }
 
-    /// The checksum policy for `forward::classify`: partial checksums are
-    /// completed, verified ones trusted, the rest verified.
+    /// The checksum policy for `forward::classify`: on a socket with
+    /// virtio-net headers (offloads on), a merged frame or a partial
+    /// checksum goes on for the kernel to cut and complete; otherwise
+    /// partial checksums are completed; verified ones are trusted, the
+    /// rest verified.
     pub fn l4_csum(&self) -> L4Csum {
+        match self.vnet {
+            Some(v) if v.is_gso() => {
+                return L4Csum::Offload {
+                    gso_size: v.gso_size,
+                };
+            }
+            Some(_) if self.csum_not_ready => return L4Csum::Offload { gso_size: 0 },
+            _ => {}
+        }
         if self.csum_not_ready {
             L4Csum::Partial
         } else if self.csum_valid {

@@ -300,6 +300,7 @@ mod tests {
         assert_eq!(got[0].0, a);
         assert_eq!(got[0].1.vnet, Some(hdr));
         assert_eq!(got[0].1.gso(), Some(hdr));
+        assert_eq!(got[0].1.l4_csum(), L4Csum::Offload { gso_size: 1448 });
         // The second slot's header is all zero: a plain frame.
         assert_eq!(got[1].1.vnet, Some(VnetHdr::NONE));
         assert_eq!(got[1].1.gso(), None);

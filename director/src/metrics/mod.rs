@@ -344,15 +344,10 @@ fn encode_node(state: &ControlState, enc: &mut DescriptorEncoder<'_>) -> fmt::Re
             .dp
             .drops()
             .snapshot()
-            .map(|(r, n): (DropReason, u64)| (vec![("reason", r.as_str().to_owned())], n))
+            .map(|(r, n): (DropReason, u64)| (r.as_str(), n))
             .into_iter()
-            .chain([
-                (
-                    vec![("reason", "rx_ring_overflow".to_owned())],
-                    io.ring_drops,
-                ),
-                (vec![("reason", "tx_failed".to_owned())], io.send_failures),
-            ]),
+            .chain(io.losses())
+            .map(|(r, n)| (vec![("reason", r.to_owned())], n)),
     )
 }
 
