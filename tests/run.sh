@@ -6,6 +6,19 @@ cd "$(dirname "$0")/.."
 
 deploy/setup.sh
 
+# One clean build of everything below takes about 1.5 GB. Say so up front
+# rather than fail half-way through with "No space left on device".
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target"
+free_mb=$(df -Pm "$target" | awk 'NR == 2 { print $4 }')
+if [ "$free_mb" -lt 3072 ]; then
+    echo "warning: only ${free_mb} MB free where the build goes ($target); a clean build needs about 1.5 GB" >&2
+fi
+
+# A one-shot build gains nothing from incremental state, which is a third of
+# the clippy build's size.
+export CARGO_INCREMENTAL=0
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
