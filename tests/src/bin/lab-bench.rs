@@ -64,16 +64,23 @@ enum System {
     Nat,
     Nft,
     Haproxy,
+    /// A stateless DR forwarder in XDP (deploy/bench/xdp/dr_ceiling.c):
+    /// not a balancer, the ceiling of DR on this topology.
+    XdpDr,
 }
 
-const ALL_SYSTEMS: [System; 6] = [
+const ALL_SYSTEMS: [System; 7] = [
     System::Direct,
     System::Dr,
     System::Tun,
     System::Nat,
     System::Nft,
     System::Haproxy,
+    System::XdpDr,
 ];
+
+/// `--systems`' default: every system but `xdp-dr`, which needs clang.
+const DEFAULT_SYSTEMS: &str = "direct,dr,tun,nat,nft,haproxy";
 
 impl System {
     fn parse(s: &str) -> Result<System, String> {
@@ -84,9 +91,10 @@ impl System {
             "nat" => System::Nat,
             "nft" | "nftables" => System::Nft,
             "haproxy" => System::Haproxy,
+            "xdp-dr" => System::XdpDr,
             _ => {
                 return Err(format!(
-                    "system `{s}`: want direct, dr, tun, nat, nft or haproxy"
+                    "system `{s}`: want direct, dr, tun, nat, nft, haproxy or xdp-dr"
                 ));
             }
         })
@@ -100,13 +108,14 @@ impl System {
             System::Nat => "ours NAT",
             System::Nft => "nftables DNAT",
             System::Haproxy => "HAProxy tcp",
+            System::XdpDr => "XDP DR, stateless (ceiling)",
         }
     }
 
     /// The lab topology it runs on.
     fn mode(self) -> modes::Mode {
         match self {
-            System::Direct | System::Dr => modes::Mode::Dr,
+            System::Direct | System::Dr | System::XdpDr => modes::Mode::Dr,
             System::Tun => modes::Mode::Tun,
             System::Nat | System::Nft | System::Haproxy => modes::Mode::Nat,
         }
@@ -117,7 +126,8 @@ impl System {
     fn balancer(self) -> Balancer {
         match self {
             System::Direct => Balancer::None,
-            System::Dr | System::Tun => Balancer::Directord("director"),
+            // The XDP program takes directord's place in the same host.
+            System::Dr | System::Tun | System::XdpDr => Balancer::Directord("director"),
             System::Nat => Balancer::Directord("balancer"),
             System::Nft | System::Haproxy => Balancer::Kernel("balancer"),
         }
@@ -135,8 +145,8 @@ impl System {
     /// The client's ephemeral port range: one of its own per system.
     fn port_range(self) -> (u16, u16) {
         let i = ALL_SYSTEMS.iter().position(|&s| s == self).unwrap_or(0) as u16;
-        let lo = 10_000 + i * 9_000;
-        (lo, lo + 8_999)
+        let lo = 10_000 + i * 7_500;
+        (lo, lo + 7_499)
     }
 }
 
@@ -198,11 +208,12 @@ struct Args {
     )]
     duration: u64,
     /// Systems to run, a comma-separated list among direct, dr, tun, nat,
-    /// nft (or nftables) and haproxy
+    /// nft (or nftables), haproxy and xdp-dr (a stateless DR forwarder in
+    /// XDP, the ceiling of DR here; needs clang)
     #[arg(
         long,
         value_name = "LIST",
-        default_value = "direct,dr,tun,nat,nft,haproxy",
+        default_value = DEFAULT_SYSTEMS,
         value_parser = parse_systems
     )]
     systems: ::std::vec::Vec<System>,
@@ -491,6 +502,8 @@ fn print_report(args: &Args, cells: &BTreeMap<(System, Workload), Cell>, notes: 
         (System::Dr, System::Direct),
         (System::Tun, System::Direct),
         (System::Nat, System::Nft),
+        (System::XdpDr, System::Direct),
+        (System::Dr, System::XdpDr),
     ];
     for s in [System::Dr, System::Tun, System::Nat, System::Nft] {
         pairs.push((s, System::Haproxy));
@@ -593,6 +606,7 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
         System::Nat => "bnat",
         System::Nft => "bnft",
         System::Haproxy => "bhap",
+        System::XdpDr => "bxdp",
     };
     let opts = LvsOptions {
         balancer: system.balancer(),
@@ -647,6 +661,10 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
             ensure!(proc.is_running(), "haproxy exited: {}", proc.stderr_text());
             Some(proc)
         }
+        (System::XdpDr, Some(h)) => {
+            attach_xdp_dr(&lvs, h)?;
+            None
+        }
         _ => None,
     };
     Ok(Net {
@@ -655,6 +673,112 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
         balancer_proc,
         lvs,
     })
+}
+
+/// Builds deploy/bench/xdp/dr_ceiling.c for the DR lab's addresses and
+/// attaches it to the director's interface (native XDP), with a pass-all
+/// program on its switch port (a veth delivers XDP_TX frames only to a peer
+/// that runs NAPI). The director holds the VIP, so that its kernel answers
+/// ARP for it; the VIP's TCP frames never reach that kernel.
+fn attach_xdp_dr(lvs: &LvsLab, director: &Host) -> Result<()> {
+    let lab = &lvs.lab;
+    let iface = lvs
+        .ifaces
+        .iter()
+        .find(|i| i.host().name() == director.name())
+        .context("the director's interface")?;
+    let src = |f: &str| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/bench/xdp")
+            .join(f)
+    };
+    let mac_bytes = |addr: &str| {
+        let mac = lab_tests::mac_for(addr.parse().expect("a lab address"));
+        mac.split(':')
+            .map(|b| format!("0x{b}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let vip = modes::vip(modes::Mode::Dr);
+    let dr_obj = lab.unique_path("dr_ceiling", ".o");
+    let pass_obj = lab.unique_path("pass", ".o");
+    let defines = [
+        format!("-DVIP={:#x}", u32::from(vip)),
+        "-DPORT=80".to_owned(),
+        format!("-DOWN_MAC={}", mac_bytes(&iface.addr().to_string())),
+        format!("-DRS1_MAC={}", mac_bytes("10.21.0.11")),
+        format!("-DRS2_MAC={}", mac_bytes("10.21.0.12")),
+    ];
+    let clang = clang()?;
+    for (c, obj, defs) in [
+        (src("dr_ceiling.c"), &dr_obj, &defines[..]),
+        (src("pass.c"), &pass_obj, &[][..]),
+    ] {
+        let (c, obj) = (c.to_string_lossy(), obj.to_string_lossy());
+        let mut argv = vec![clang.as_str(), "-O2", "-Wall", "-Werror", "-target", "bpf"];
+        argv.extend(defs.iter().map(String::as_str));
+        argv.extend(["-c", &c, "-o", &obj]);
+        let out = lab_tests::cmd::run(&argv, START_TIMEOUT)?;
+        ensure!(
+            out.status.success(),
+            "{clang} {c}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    lab.ip(
+        director,
+        &["addr", "add", &format!("{vip}/32"), "dev", iface.name()],
+    )?;
+    let dr = dr_obj.to_string_lossy();
+    lab.ip(
+        director,
+        &[
+            "link",
+            "set",
+            "dev",
+            iface.name(),
+            "xdpdrv",
+            "obj",
+            &dr,
+            "sec",
+            "xdp",
+        ],
+    )?;
+    let pass = pass_obj.to_string_lossy();
+    let argv = [
+        "ip",
+        "link",
+        "set",
+        "dev",
+        iface.switch_port(),
+        "xdpdrv",
+        "obj",
+        &pass,
+        "sec",
+        "xdp",
+    ];
+    lab_tests::cmd::run_ok(
+        &["ip", "netns", "exec", lab.switch_ns()]
+            .iter()
+            .copied()
+            .chain(argv)
+            .collect::<Vec<_>>(),
+        START_TIMEOUT,
+    )?;
+    Ok(())
+}
+
+/// clang, or Debian's versioned clang-N.
+fn clang() -> Result<String> {
+    for name in ["clang", "clang-16", "clang-15", "clang-14"] {
+        let found =
+            lab_tests::cmd::run(&["sh", "-c", &format!("command -v {name}")], START_TIMEOUT)
+                .is_ok_and(|o| o.status.success());
+        if found {
+            return Ok(name.to_owned());
+        }
+    }
+    bail!("xdp-dr needs clang (deploy/bench/lab.sh installs it)")
 }
 
 /// directord from `config` in `host`, ready (control API up); the lab
@@ -898,7 +1022,7 @@ mod tests {
     fn defaults_and_values() {
         let a = parse(&[]).unwrap();
         assert_eq!((a.runs, a.duration), (3, 8));
-        assert_eq!(a.systems, ALL_SYSTEMS.to_vec());
+        assert_eq!(a.systems, ALL_SYSTEMS[..6].to_vec());
         assert!(a.daemon.workers.is_none() && !a.daemon.offloads);
         let a = parse(&[
             "--runs=1",
@@ -923,6 +1047,8 @@ mod tests {
         assert_eq!(a.daemon.fanout.as_deref(), Some("cpu"));
         assert_eq!(a.daemon.ring_mib, Some(64));
         assert!(a.daemon.offloads);
+        let a = parse(&["--systems", "xdp-dr,direct"]).unwrap();
+        assert_eq!(a.systems, vec![System::Direct, System::XdpDr]);
     }
 
     #[test]
