@@ -19,7 +19,11 @@
 //!   `nat`;
 //! - `haproxy`: HAProxy `mode tcp`, `balance roundrobin`, as many threads
 //!   as CPUs, or `--workers` (`nbthread`), on the
-//!   VIP of the balancer's outside interface, same topology.
+//!   VIP of the balancer's outside interface, same topology;
+//! - `xdp-dr` (only when asked for): `deploy/bench/xdp/dr_ceiling.c`, a
+//!   stateless DR forwarder in native XDP on the director's veth, built
+//!   with clang: no balancer, but the ceiling any DR director can reach on
+//!   this topology.
 //!
 //! Workloads: small page keep-alive, small page with `Connection: close`,
 //! and the 1 MiB file; `wrk -t2 -c64 -dDs --latency`. Prints a Markdown
@@ -30,8 +34,8 @@
 //!           [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu] [--offloads] [--ring-mib N]
 //! ```
 //!
-//! Needs root, wrk, nft, haproxy, nginx; `deploy/bench/lab.sh` installs
-//! them, builds and runs this. Bounded: every wrk and command has a
+//! Needs root, wrk, nft, haproxy, nginx (and clang for `xdp-dr`);
+//! `deploy/bench/lab.sh` installs them, builds and runs this. Bounded: every wrk and command has a
 //! deadline; labs are removed on every exit path (harness Drop and signal
 //! guard).
 
@@ -787,8 +791,12 @@ fn start_directord(lab: &Lab, host: &Host, bins: &Bins, config: &str) -> Result<
     Ok(Directord::start(lab, host, bins, config)?.proc)
 }
 
-/// Four requests per target must succeed; through a balancer both real
-/// servers must answer.
+/// Requests per target in [`check`]: enough that a hash of the client's
+/// port (xdp-dr) sends them all to one real server only once in 2^15.
+const CHECK_REQUESTS: usize = 16;
+
+/// [`CHECK_REQUESTS`] requests per target must succeed; through a balancer
+/// both real servers must answer.
 fn check(net: &Net) -> Result<()> {
     let opts = CurlOptions {
         max_time: Duration::from_secs(3),
@@ -797,7 +805,7 @@ fn check(net: &Net) -> Result<()> {
     };
     let mut names = Vec::new();
     for t in &net.targets {
-        for i in 0..4 {
+        for i in 0..CHECK_REQUESTS {
             // The first one may wait for ARP or the balancer's neighbours.
             let mut last = None;
             for _ in 0..3 {
