@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end lab benchmark: directord (DR, TUN, NAT) against no
-# balancer, nftables DNAT and HAProxy (and, when --systems names xdp-dr, a
-# stateless DR forwarder in XDP: the ceiling of DR here), with wrk between
-# network namespaces (tests/src/bin/lab-bench.rs). Installs what is missing
-# (wrk, haproxy, nftables, clang for xdp-dr; idempotent like
+# balancer, nftables DNAT and HAProxy (and, when --systems names xdp-dr or
+# xdp-nat, a stateless DR or NAT forwarder in XDP: the ceilings here), with
+# wrk between network namespaces (tests/src/bin/lab-bench.rs). Installs what
+# is missing (wrk, haproxy, nftables, clang for the XDP systems; idempotent like
 # deploy/setup.sh), builds the release binaries
 # and runs the bench; arguments go to lab-bench, e.g.
 #   sudo deploy/bench/lab.sh --runs 1 --systems direct,dr,haproxy
@@ -28,8 +28,8 @@ missing=()
 for cmd in "${!PKG_FOR_CMD[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG_FOR_CMD[$cmd]}")
 done
-# clang only for the xdp-dr system (it builds an XDP program).
-if [[ " $* " == *xdp-dr* ]] && ! compgen -c clang | grep -qE '^clang(-[0-9]+)?$'; then
+# clang only for the xdp-dr and xdp-nat systems (they build XDP programs).
+if [[ " $* " == *xdp-* ]] && ! compgen -c clang | grep -qE '^clang(-[0-9]+)?$'; then
     missing+=(clang)
 fi
 if ((${#missing[@]})); then

@@ -23,7 +23,10 @@
 //! - `xdp-dr` (only when asked for): `deploy/bench/xdp/dr_ceiling.c`, a
 //!   stateless DR forwarder in native XDP on the director's veth, built
 //!   with clang: no balancer, but the ceiling any DR director can reach on
-//!   this topology.
+//!   this topology;
+//! - `xdp-nat` (only when asked for): `deploy/bench/xdp/nat_ceiling.c`, a
+//!   stateless NAT forwarder in native XDP on both of the balancer's
+//!   veths: the ceiling of an XDP fast path for NAT.
 //!
 //! Workloads: small page keep-alive, small page with `Connection: close`,
 //! and the 1 MiB file; `wrk -t2 -c64 -dDs --latency`. Prints a Markdown
@@ -34,7 +37,7 @@
 //!           [--workers N] [--rx-ring v2|v3] [--fanout hash|cpu] [--offloads] [--ring-mib N]
 //! ```
 //!
-//! Needs root, wrk, nft, haproxy, nginx (and clang for `xdp-dr`);
+//! Needs root, wrk, nft, haproxy, nginx (and clang for the XDP systems);
 //! `deploy/bench/lab.sh` installs them, builds and runs this. Bounded: every wrk and command has a
 //! deadline; labs are removed on every exit path (harness Drop and signal
 //! guard).
@@ -43,6 +46,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -53,7 +57,7 @@ use clap::builder::RangedI64ValueParser;
 use lab_tests::directord::binary_arg;
 use lab_tests::modes;
 use lab_tests::{
-    Balancer, Bins, CurlOptions, Directord, Host, Lab, LabChild, LvsLab, LvsOptions, is_root,
+    Balancer, Bins, CurlOptions, Directord, Host, Iface, Lab, LabChild, LvsLab, LvsOptions, is_root,
 };
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,9 +75,12 @@ enum System {
     /// A stateless DR forwarder in XDP (deploy/bench/xdp/dr_ceiling.c):
     /// not a balancer, the ceiling of DR on this topology.
     XdpDr,
+    /// A stateless NAT forwarder in XDP (deploy/bench/xdp/nat_ceiling.c):
+    /// the ceiling of an XDP fast path for NAT.
+    XdpNat,
 }
 
-const ALL_SYSTEMS: [System; 7] = [
+const ALL_SYSTEMS: [System; 8] = [
     System::Direct,
     System::Dr,
     System::Tun,
@@ -81,9 +88,10 @@ const ALL_SYSTEMS: [System; 7] = [
     System::Nft,
     System::Haproxy,
     System::XdpDr,
+    System::XdpNat,
 ];
 
-/// `--systems`' default: every system but `xdp-dr`, which needs clang.
+/// `--systems`' default: every system but the XDP ones, which need clang.
 const DEFAULT_SYSTEMS: &str = "direct,dr,tun,nat,nft,haproxy";
 
 impl System {
@@ -96,9 +104,10 @@ impl System {
             "nft" | "nftables" => System::Nft,
             "haproxy" => System::Haproxy,
             "xdp-dr" => System::XdpDr,
+            "xdp-nat" => System::XdpNat,
             _ => {
                 return Err(format!(
-                    "system `{s}`: want direct, dr, tun, nat, nft, haproxy or xdp-dr"
+                    "system `{s}`: want direct, dr, tun, nat, nft, haproxy, xdp-dr or xdp-nat"
                 ));
             }
         })
@@ -113,6 +122,7 @@ impl System {
             System::Nft => "nftables DNAT",
             System::Haproxy => "HAProxy tcp",
             System::XdpDr => "XDP DR, stateless (ceiling)",
+            System::XdpNat => "XDP NAT, stateless (ceiling)",
         }
     }
 
@@ -121,7 +131,7 @@ impl System {
         match self {
             System::Direct | System::Dr | System::XdpDr => modes::Mode::Dr,
             System::Tun => modes::Mode::Tun,
-            System::Nat | System::Nft | System::Haproxy => modes::Mode::Nat,
+            System::Nat | System::Nft | System::Haproxy | System::XdpNat => modes::Mode::Nat,
         }
     }
 
@@ -133,7 +143,9 @@ impl System {
             // The XDP program takes directord's place in the same host.
             System::Dr | System::Tun | System::XdpDr => Balancer::Directord("director"),
             System::Nat => Balancer::Directord("balancer"),
-            System::Nft | System::Haproxy => Balancer::Kernel("balancer"),
+            // The XDP NAT program leaves ARP for the VIP and the inside
+            // gateway to the kernel, which holds both.
+            System::Nft | System::Haproxy | System::XdpNat => Balancer::Kernel("balancer"),
         }
     }
 
@@ -149,8 +161,8 @@ impl System {
     /// The client's ephemeral port range: one of its own per system.
     fn port_range(self) -> (u16, u16) {
         let i = ALL_SYSTEMS.iter().position(|&s| s == self).unwrap_or(0) as u16;
-        let lo = 10_000 + i * 7_500;
-        (lo, lo + 7_499)
+        let lo = 10_000 + i * 6_500;
+        (lo, lo + 6_499)
     }
 }
 
@@ -212,8 +224,8 @@ struct Args {
     )]
     duration: u64,
     /// Systems to run, a comma-separated list among direct, dr, tun, nat,
-    /// nft (or nftables), haproxy and xdp-dr (a stateless DR forwarder in
-    /// XDP, the ceiling of DR here; needs clang)
+    /// nft (or nftables), haproxy, xdp-dr and xdp-nat (stateless DR and NAT
+    /// forwarders in XDP, the ceilings here; they need clang)
     #[arg(
         long,
         value_name = "LIST",
@@ -508,6 +520,8 @@ fn print_report(args: &Args, cells: &BTreeMap<(System, Workload), Cell>, notes: 
         (System::Nat, System::Nft),
         (System::XdpDr, System::Direct),
         (System::Dr, System::XdpDr),
+        (System::XdpNat, System::Nft),
+        (System::Nat, System::XdpNat),
     ];
     for s in [System::Dr, System::Tun, System::Nat, System::Nft] {
         pairs.push((s, System::Haproxy));
@@ -611,6 +625,7 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
         System::Nft => "bnft",
         System::Haproxy => "bhap",
         System::XdpDr => "bxdp",
+        System::XdpNat => "bxnat",
     };
     let opts = LvsOptions {
         balancer: system.balancer(),
@@ -666,7 +681,11 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
             Some(proc)
         }
         (System::XdpDr, Some(h)) => {
-            attach_xdp_dr(&lvs, h)?;
+            attach_xdp(&lvs, h, "dr_ceiling.c", &xdp_dr_defines(&lvs, h)?)?;
+            None
+        }
+        (System::XdpNat, Some(h)) => {
+            attach_xdp(&lvs, h, "nat_ceiling.c", &xdp_nat_defines(&lvs, h)?)?;
             None
         }
         _ => None,
@@ -679,48 +698,92 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
     })
 }
 
-/// Builds deploy/bench/xdp/dr_ceiling.c for the DR lab's addresses and
-/// attaches it to the director's interface (native XDP), with a pass-all
-/// program on its switch port (a veth delivers XDP_TX frames only to a peer
-/// that runs NAPI). The director holds the VIP, so that its kernel answers
-/// ARP for it; the VIP's TCP frames never reach that kernel.
-fn attach_xdp_dr(lvs: &LvsLab, director: &Host) -> Result<()> {
-    let lab = &lvs.lab;
-    let iface = lvs
-        .ifaces
+/// `-DNAME=0,1,2,3,4,5`: the lab MAC of the interface with `addr`.
+fn mac_define(name: &str, addr: Ipv4Addr) -> String {
+    let bytes: Vec<String> = lab_tests::mac_for(addr)
+        .split(':')
+        .map(|b| format!("0x{b}"))
+        .collect();
+    format!("-D{name}={}", bytes.join(","))
+}
+
+/// `-DNAME=0x...`: an IPv4 address as a host-order integer.
+fn addr_define(name: &str, addr: Ipv4Addr) -> String {
+    format!("-D{name}={:#x}", u32::from(addr))
+}
+
+/// `host`'s interfaces in `lvs`, in order (`eth0`, `eth1`).
+fn host_ifaces<'a>(lvs: &'a LvsLab, host: &Host) -> Vec<&'a Iface> {
+    lvs.ifaces
         .iter()
-        .find(|i| i.host().name() == director.name())
-        .context("the director's interface")?;
-    let src = |f: &str| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../deploy/bench/xdp")
-            .join(f)
-    };
-    let mac_bytes = |addr: &str| {
-        let mac = lab_tests::mac_for(addr.parse().expect("a lab address"));
-        mac.split(':')
-            .map(|b| format!("0x{b}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let vip = modes::vip(modes::Mode::Dr);
-    let dr_obj = lab.unique_path("dr_ceiling", ".o");
-    let pass_obj = lab.unique_path("pass", ".o");
-    let defines = [
-        format!("-DVIP={:#x}", u32::from(vip)),
+        .filter(|i| i.host().name() == host.name())
+        .collect()
+}
+
+/// dr_ceiling.c's plan: the DR lab's VIP and MACs.
+fn xdp_dr_defines(lvs: &LvsLab, director: &Host) -> Result<Vec<String>> {
+    let ifaces = host_ifaces(lvs, director);
+    let own = ifaces.first().context("the director's interface")?;
+    Ok(vec![
+        addr_define("VIP", modes::vip(modes::Mode::Dr)),
         "-DPORT=80".to_owned(),
-        format!("-DOWN_MAC={}", mac_bytes(&iface.addr().to_string())),
-        format!("-DRS1_MAC={}", mac_bytes("10.21.0.11")),
-        format!("-DRS2_MAC={}", mac_bytes("10.21.0.12")),
-    ];
+        mac_define("OWN_MAC", own.addr()),
+        mac_define("RS1_MAC", Ipv4Addr::new(10, 21, 0, 11)),
+        mac_define("RS2_MAC", Ipv4Addr::new(10, 21, 0, 12)),
+    ])
+}
+
+/// nat_ceiling.c's plan: the NAT lab's addresses, MACs and the balancer's
+/// ifindexes.
+fn xdp_nat_defines(lvs: &LvsLab, director: &Host) -> Result<Vec<String>> {
+    let ifaces = host_ifaces(lvs, director);
+    let [out, inside] = ifaces[..] else {
+        bail!("the NAT balancer has {} interfaces, not 2", ifaces.len());
+    };
+    let client = *host_ifaces(lvs, &lvs.client)
+        .first()
+        .context("the client's interface")?;
+    let ifindex = |i: &Iface| -> Result<u32> {
+        let line = lvs
+            .lab
+            .ip(director, &["-o", "link", "show", "dev", i.name()])?;
+        line.split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .with_context(|| format!("ifindex of {} in `{line}`", i.name()))
+    };
+    let (rs1, rs2) = (Ipv4Addr::new(10, 33, 0, 11), Ipv4Addr::new(10, 33, 0, 12));
+    Ok(vec![
+        addr_define("VIP", modes::vip(modes::Mode::Nat)),
+        addr_define("RS1", rs1),
+        addr_define("RS2", rs2),
+        "-DPORT=80".to_owned(),
+        "-DRS_PORT=80".to_owned(),
+        format!("-DOUT_IF={}", ifindex(out)?),
+        format!("-DIN_IF={}", ifindex(inside)?),
+        mac_define("OUT_MAC", out.addr()),
+        mac_define("IN_MAC", inside.addr()),
+        mac_define("CLIENT_MAC", client.addr()),
+        mac_define("RS1_MAC", rs1),
+        mac_define("RS2_MAC", rs2),
+    ])
+}
+
+/// Builds `source` (in deploy/bench/xdp) with `defines` and attaches it to
+/// every interface of the director as native XDP, with pass.c on each
+/// one's switch port: a veth delivers XDP_TX and redirected frames only to
+/// a peer that runs NAPI. The director's kernel, which holds the VIP,
+/// still answers ARP; the program's frames never reach it.
+fn attach_xdp(lvs: &LvsLab, director: &Host, source: &str, defines: &[String]) -> Result<()> {
+    let lab = &lvs.lab;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/bench/xdp");
     let clang = clang()?;
-    for (c, obj, defs) in [
-        (src("dr_ceiling.c"), &dr_obj, &defines[..]),
-        (src("pass.c"), &pass_obj, &[][..]),
-    ] {
-        let (c, obj) = (c.to_string_lossy(), obj.to_string_lossy());
+    let build = |c: &str, defines: &[String]| -> Result<String> {
+        let obj = lab.unique_path(c.trim_end_matches(".c"), ".o");
+        let (c, obj) = (dir.join(c), obj.to_string_lossy().into_owned());
+        let c = c.to_string_lossy();
         let mut argv = vec![clang.as_str(), "-O2", "-Wall", "-Werror", "-target", "bpf"];
-        argv.extend(defs.iter().map(String::as_str));
+        argv.extend(defines.iter().map(String::as_str));
         argv.extend(["-c", &c, "-o", &obj]);
         let out = lab_tests::cmd::run(&argv, START_TIMEOUT)?;
         ensure!(
@@ -728,47 +791,26 @@ fn attach_xdp_dr(lvs: &LvsLab, director: &Host) -> Result<()> {
             "{clang} {c}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
+        Ok(obj)
+    };
+    let prog = build(source, defines)?;
+    let pass = build("pass.c", &[])?;
+    for iface in host_ifaces(lvs, director) {
+        let on = |dev: &str, obj: &str| {
+            [
+                "link", "set", "dev", dev, "xdpdrv", "obj", obj, "sec", "xdp",
+            ]
+            .map(str::to_owned)
+        };
+        lab.ip(
+            director,
+            &on(iface.name(), &prog).each_ref().map(String::as_str),
+        )?;
+        let mut argv = vec!["ip", "netns", "exec", lab.switch_ns(), "ip"];
+        let port = on(iface.switch_port(), &pass);
+        argv.extend(port.iter().map(String::as_str));
+        lab_tests::cmd::run_ok(&argv, START_TIMEOUT)?;
     }
-    lab.ip(
-        director,
-        &["addr", "add", &format!("{vip}/32"), "dev", iface.name()],
-    )?;
-    let dr = dr_obj.to_string_lossy();
-    lab.ip(
-        director,
-        &[
-            "link",
-            "set",
-            "dev",
-            iface.name(),
-            "xdpdrv",
-            "obj",
-            &dr,
-            "sec",
-            "xdp",
-        ],
-    )?;
-    let pass = pass_obj.to_string_lossy();
-    let argv = [
-        "ip",
-        "link",
-        "set",
-        "dev",
-        iface.switch_port(),
-        "xdpdrv",
-        "obj",
-        &pass,
-        "sec",
-        "xdp",
-    ];
-    lab_tests::cmd::run_ok(
-        &["ip", "netns", "exec", lab.switch_ns()]
-            .iter()
-            .copied()
-            .chain(argv)
-            .collect::<Vec<_>>(),
-        START_TIMEOUT,
-    )?;
     Ok(())
 }
 
@@ -1055,8 +1097,20 @@ mod tests {
         assert_eq!(a.daemon.fanout.as_deref(), Some("cpu"));
         assert_eq!(a.daemon.ring_mib, Some(64));
         assert!(a.daemon.offloads);
-        let a = parse(&["--systems", "xdp-dr,direct"]).unwrap();
-        assert_eq!(a.systems, vec![System::Direct, System::XdpDr]);
+        let a = parse(&["--systems", "xdp-nat,xdp-dr,direct"]).unwrap();
+        assert_eq!(
+            a.systems,
+            vec![System::Direct, System::XdpDr, System::XdpNat]
+        );
+    }
+
+    #[test]
+    fn every_system_has_a_valid_port_range_of_its_own() {
+        let ranges: Vec<(u16, u16)> = ALL_SYSTEMS.iter().map(|s| s.port_range()).collect();
+        for (i, &(lo, hi)) in ranges.iter().enumerate() {
+            assert!(1024 < lo && lo < hi, "{:?}", ALL_SYSTEMS[i]);
+            assert!(ranges[i + 1..].iter().all(|&(l, _)| l > hi));
+        }
     }
 
     #[test]
