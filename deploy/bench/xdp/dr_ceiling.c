@@ -18,18 +18,11 @@
 SEC("xdp")
 int dr_ceiling(struct xdp_md *ctx)
 {
-    void *data = (void *)(long)ctx->data;
-    void *end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
-    struct iphdr *ip = (void *)(eth + 1);
-    struct tcphdr *tcp = (void *)(ip + 1);
+    struct ethhdr *eth;
+    struct iphdr *ip;
+    struct tcphdr *tcp = tcp4_headers(ctx, &eth, &ip);
 
-    // The verifier needs each header's end checked against the frame's.
-    if ((void *)(tcp + 1) > end)
-        return XDP_PASS;
-    if (eth->h_proto != __builtin_bswap16(ETH_P_IP) || ip->ihl != 5 ||
-        ip->protocol != IPPROTO_TCP || ip->daddr != __builtin_bswap32(VIP) ||
-        tcp->dest != __builtin_bswap16(PORT))
+    if (!tcp || ip->daddr != __builtin_bswap32(VIP) || tcp->dest != __builtin_bswap16(PORT))
         return XDP_PASS;
 
     // Every segment of one connection goes to the same real server. The

@@ -39,16 +39,11 @@ csum_replace4(u16 *sum, u32 from, u32 to)
 SEC("xdp")
 int nat_ceiling(struct xdp_md *ctx)
 {
-    void *data = (void *)(long)ctx->data;
-    void *end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
-    struct iphdr *ip = (void *)(eth + 1);
-    struct tcphdr *tcp = (void *)(ip + 1);
+    struct ethhdr *eth;
+    struct iphdr *ip;
+    struct tcphdr *tcp = tcp4_headers(ctx, &eth, &ip);
 
-    if ((void *)(tcp + 1) > end)
-        return XDP_PASS;
-    if (eth->h_proto != __builtin_bswap16(ETH_P_IP) || ip->ihl != 5 ||
-        ip->protocol != IPPROTO_TCP)
+    if (!tcp)
         return XDP_PASS;
 
     if (ctx->ingress_ifindex == OUT_IF) {

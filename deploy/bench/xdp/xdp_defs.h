@@ -52,3 +52,24 @@ set_mac(u8 *p, u8 a, u8 b, u8 c, u8 d, u8 e, u8 f)
     p[0] = a, p[1] = b, p[2] = c, p[3] = d, p[4] = e, p[5] = f;
 }
 
+
+// The TCP header of a frame that is Ethernet, IPv4 without options and TCP,
+// with `*eth` and `*ip` set; NULL for any other frame. Every header's end is
+// checked against the frame's, as the verifier demands.
+static inline __attribute__((always_inline)) struct tcphdr *
+tcp4_headers(struct xdp_md *ctx, struct ethhdr **eth, struct iphdr **ip)
+{
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    struct ethhdr *e = data;
+    struct iphdr *i = (void *)(e + 1);
+    struct tcphdr *t = (void *)(i + 1);
+
+    if ((void *)(t + 1) > end)
+        return 0;
+    if (e->h_proto != __builtin_bswap16(ETH_P_IP) || i->ihl != 5 || i->protocol != IPPROTO_TCP)
+        return 0;
+    *eth = e;
+    *ip = i;
+    return t;
+}

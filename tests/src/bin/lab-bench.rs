@@ -681,6 +681,10 @@ fn build(bins: &Bins, system: System, d: &DaemonOpts) -> Result<Net> {
             Some(proc)
         }
         (System::XdpDr, Some(h)) => {
+            // The director's kernel answers ARP for the VIP (the NAT
+            // topology's kernel balancer holds its VIP already).
+            let vip = format!("{}/32", modes::vip(modes::Mode::Dr));
+            lab.ip(h, &["addr", "add", &vip, "dev", "eth0"])?;
             attach_xdp(&lvs, h, "dr_ceiling.c", &xdp_dr_defines(&lvs, h)?)?;
             None
         }
