@@ -135,8 +135,8 @@ impl ServiceArgs {
 struct WhichArgs {
     #[command(flatten)]
     server: ServerArg,
-    /// The client, IP[:PORT]; no port (or 0) means any port: persistence
-    /// and address hashing decide alone.
+    /// The client's address, with or without a port; no port (or 0) means
+    /// any port: persistence and address hashing decide alone.
     #[arg(long, short = 'c', value_name = "IP[:PORT]", value_parser = client_addr)]
     client: SocketAddr,
     #[command(flatten)]
