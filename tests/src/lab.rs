@@ -483,6 +483,12 @@ impl Lab {
         self.ip_ns(&host.ns, args)
     }
 
+    /// Runs `ip ARGS` in the switch namespace (on the bridges and the
+    /// hosts' bridge ports, [`Iface::switch_port`]).
+    pub fn switch_ip(&self, args: &[&str]) -> Result<String> {
+        self.ip_ns(&self.switch_ns, args)
+    }
+
     fn ip_ns(&self, ns: &str, args: &[&str]) -> Result<String> {
         let mut argv = vec!["ip", "-n", ns];
         argv.extend_from_slice(args);

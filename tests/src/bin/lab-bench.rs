@@ -366,9 +366,10 @@ fn bench(args: &Args) -> Result<()> {
         dirctl: binary_arg(&args.dirctl, "--dirctl")?,
     };
     for tool in ["wrk", "nft", "haproxy", "nginx", "ethtool"] {
-        let ok = lab_tests::cmd::run(&["sh", "-c", &format!("command -v {tool}")], START_TIMEOUT)
-            .is_ok_and(|o| o.status.success());
-        ensure!(ok, "`{tool}` not found: deploy/bench/lab.sh installs it");
+        ensure!(
+            on_path(tool),
+            "`{tool}` not found: deploy/bench/lab.sh installs it"
+        );
     }
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -724,16 +725,23 @@ fn host_ifaces<'a>(lvs: &'a LvsLab, host: &Host) -> Vec<&'a Iface> {
         .collect()
 }
 
+/// The address of `host`'s first interface in `lvs`.
+fn host_addr(lvs: &LvsLab, host: &str) -> Result<Ipv4Addr> {
+    lvs.ifaces
+        .iter()
+        .find(|i| i.host().name() == host)
+        .map(Iface::addr)
+        .with_context(|| format!("{host}'s interface"))
+}
+
 /// dr_ceiling.c's plan: the DR lab's VIP and MACs.
 fn xdp_dr_defines(lvs: &LvsLab, director: &Host) -> Result<Vec<String>> {
-    let ifaces = host_ifaces(lvs, director);
-    let own = ifaces.first().context("the director's interface")?;
     Ok(vec![
         addr_define("VIP", modes::vip(modes::Mode::Dr)),
         "-DPORT=80".to_owned(),
-        mac_define("OWN_MAC", own.addr()),
-        mac_define("RS1_MAC", Ipv4Addr::new(10, 21, 0, 11)),
-        mac_define("RS2_MAC", Ipv4Addr::new(10, 21, 0, 12)),
+        mac_define("OWN_MAC", host_addr(lvs, director.name())?),
+        mac_define("RS1_MAC", host_addr(lvs, "rs1")?),
+        mac_define("RS2_MAC", host_addr(lvs, "rs2")?),
     ])
 }
 
@@ -744,9 +752,6 @@ fn xdp_nat_defines(lvs: &LvsLab, director: &Host) -> Result<Vec<String>> {
     let [out, inside] = ifaces[..] else {
         bail!("the NAT balancer has {} interfaces, not 2", ifaces.len());
     };
-    let client = *host_ifaces(lvs, &lvs.client)
-        .first()
-        .context("the client's interface")?;
     let ifindex = |i: &Iface| -> Result<u32> {
         let line = lvs
             .lab
@@ -756,7 +761,7 @@ fn xdp_nat_defines(lvs: &LvsLab, director: &Host) -> Result<Vec<String>> {
             .and_then(|n| n.trim().parse().ok())
             .with_context(|| format!("ifindex of {} in `{line}`", i.name()))
     };
-    let (rs1, rs2) = (Ipv4Addr::new(10, 33, 0, 11), Ipv4Addr::new(10, 33, 0, 12));
+    let (rs1, rs2) = (host_addr(lvs, "rs1")?, host_addr(lvs, "rs2")?);
     Ok(vec![
         addr_define("VIP", modes::vip(modes::Mode::Nat)),
         addr_define("RS1", rs1),
@@ -767,7 +772,7 @@ fn xdp_nat_defines(lvs: &LvsLab, director: &Host) -> Result<Vec<String>> {
         format!("-DIN_IF={}", ifindex(inside)?),
         mac_define("OUT_MAC", out.addr()),
         mac_define("IN_MAC", inside.addr()),
-        mac_define("CLIENT_MAC", client.addr()),
+        mac_define("CLIENT_MAC", host_addr(lvs, lvs.client.name())?),
         mac_define("RS1_MAC", rs1),
         mac_define("RS2_MAC", rs2),
     ])
@@ -786,7 +791,7 @@ fn attach_xdp(lvs: &LvsLab, director: &Host, source: &str, defines: &[String]) -
         let obj = lab.unique_path(c.trim_end_matches(".c"), ".o");
         let (c, obj) = (dir.join(c), obj.to_string_lossy().into_owned());
         let c = c.to_string_lossy();
-        let mut argv = vec![clang.as_str(), "-O2", "-Wall", "-Werror", "-target", "bpf"];
+        let mut argv = vec![clang, "-O2", "-Wall", "-Werror", "-target", "bpf"];
         argv.extend(defines.iter().map(String::as_str));
         argv.extend(["-c", &c, "-o", &obj]);
         let out = lab_tests::cmd::run(&argv, START_TIMEOUT)?;
@@ -800,35 +805,29 @@ fn attach_xdp(lvs: &LvsLab, director: &Host, source: &str, defines: &[String]) -
     let prog = build(source, defines)?;
     let pass = build("pass.c", &[])?;
     for iface in host_ifaces(lvs, director) {
-        let on = |dev: &str, obj: &str| {
+        let on = |dev, obj| {
             [
                 "link", "set", "dev", dev, "xdpdrv", "obj", obj, "sec", "xdp",
             ]
-            .map(str::to_owned)
         };
-        lab.ip(
-            director,
-            &on(iface.name(), &prog).each_ref().map(String::as_str),
-        )?;
-        let mut argv = vec!["ip", "netns", "exec", lab.switch_ns(), "ip"];
-        let port = on(iface.switch_port(), &pass);
-        argv.extend(port.iter().map(String::as_str));
-        lab_tests::cmd::run_ok(&argv, START_TIMEOUT)?;
+        lab.ip(director, &on(iface.name(), prog.as_str()))?;
+        lab.switch_ip(&on(iface.switch_port(), pass.as_str()))?;
     }
     Ok(())
 }
 
 /// clang, or Debian's versioned clang-N.
-fn clang() -> Result<String> {
-    for name in ["clang", "clang-16", "clang-15", "clang-14"] {
-        let found =
-            lab_tests::cmd::run(&["sh", "-c", &format!("command -v {name}")], START_TIMEOUT)
-                .is_ok_and(|o| o.status.success());
-        if found {
-            return Ok(name.to_owned());
-        }
-    }
-    bail!("xdp-dr needs clang (deploy/bench/lab.sh installs it)")
+fn clang() -> Result<&'static str> {
+    ["clang", "clang-16", "clang-15", "clang-14"]
+        .into_iter()
+        .find(|name| on_path(name))
+        .context("the XDP systems need clang (deploy/bench/lab.sh installs it)")
+}
+
+/// Whether `tool` is a command on the PATH.
+fn on_path(tool: &str) -> bool {
+    lab_tests::cmd::run(&["sh", "-c", &format!("command -v {tool}")], START_TIMEOUT)
+        .is_ok_and(|o| o.status.success())
 }
 
 /// directord from `config` in `host`, ready (control API up); the lab
